@@ -1,0 +1,36 @@
+# Cairn build and test entry points. `make test` is the command CI runs (.ci/run).
+GO        ?= go
+BUF       := $(GO) tool -modfile=tools/go.mod buf
+PKGS      := ./...
+
+.PHONY: all build test vet fmt-check proto proto-check bench clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
+
+## test: formatting, vet, generated-code freshness, then every test with the race detector.
+test: fmt-check vet proto-check
+	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+## proto: regenerate protobuf code with the pinned generators in tools/.
+proto:
+	$(BUF) generate
+
+## proto-check: fail if the committed generated code differs from what `make proto` produces.
+proto-check: proto
+	@git diff --exit-code -- '*.pb.go' || (echo "generated protobuf code is stale: run make proto and commit"; exit 1)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+clean:
+	rm -rf bin

@@ -27,6 +27,7 @@ proto:
 
 ## proto-check: fail if the committed generated code differs from what `make proto` produces.
 proto-check: proto
+	$(BUF) lint
 	@git diff --exit-code -- '*.pb.go' || (echo "generated protobuf code is stale: run make proto and commit"; exit 1)
 
 bench:

@@ -1,0 +1,40 @@
+package api
+
+import (
+	"context"
+
+	"github.com/cairndb/cairn/api/cairnpb"
+	"github.com/cairndb/cairn/cluster"
+	"github.com/cairndb/cairn/fsm"
+	"github.com/cairndb/cairn/fsm/fsmpb"
+)
+
+// Node is what the API service needs from the cluster layer. It is declared here, where it is
+// used, so the service can be tested with a fake and never touches *raft.Raft.
+type Node interface {
+	// ID is this node's id.
+	ID() string
+	// Propose replicates one request through raft and returns its result once the entry is
+	// committed and applied. It fails with an error wrapping cluster.ErrNotLeader (as a
+	// *cluster.NotLeaderError) on a follower, cluster.ErrNoLeader, cluster.ErrOutcomeUnknown when
+	// leadership was lost after proposing, or the context's error. The request's own outcome
+	// (wrong expected revision, conflict, ...) is in the Result's Err.
+	Propose(ctx context.Context, req *fsmpb.Request) (fsm.Result, error)
+	// ReadFence returns once this node's local state may serve a read with the given options, or
+	// an error: *cluster.NotLeaderError for Linearizable and Leader reads on a follower,
+	// *cluster.StalenessError for Stale reads that cannot be served here.
+	ReadFence(ctx context.Context, opts cluster.ReadOptions) (cluster.ReadInfo, error)
+	// Store is the local state machine, read after ReadFence.
+	Store() Store
+	// Leader returns the current leader's id and gRPC address, empty when unknown.
+	Leader() (id, grpcAddr string)
+	// Status reports this node's view of the cluster.
+	Status(ctx context.Context, withMemberLag bool) (*cairnpb.StatusResponse, error)
+}
+
+// Store is the read side of the local state machine.
+type Store interface {
+	ReadStream(name string, from uint64, dir fsm.Direction, limit int) ([]fsm.RecordedEvent, error)
+	ReadAll(from uint64, dir fsm.Direction, limit int) ([]fsm.RecordedEvent, error)
+	Stream(name string) fsm.StreamInfo
+}

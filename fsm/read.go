@@ -1,0 +1,193 @@
+package fsm
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/cairndb/cairn/segment"
+)
+
+// RecordedEvent is a stored event (or tombstone record) as reads return it. Its byte slices are
+// owned by the caller.
+type RecordedEvent = segment.Record
+
+// Direction is the order of a read.
+type Direction = segment.Direction
+
+// Read directions.
+const (
+	// Forward reads in increasing revision or position.
+	Forward = segment.Forward
+	// Backward reads in decreasing revision or position.
+	Backward = segment.Backward
+)
+
+// Read start sentinels for the from argument of ReadStream and ReadAll.
+const (
+	// Start is the first revision of a stream or the first position of the log.
+	Start uint64 = 0
+	// End is the last revision of a stream or the last position of the log.
+	End uint64 = math.MaxUint64
+)
+
+// AppliedIndex returns the raft index up to which every entry is applied and readable.
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
+}
+
+// LastPosition returns the global position of the last readable record, 0 if none.
+func (f *FSM) LastPosition() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.visible
+}
+
+// WaitApplied blocks until every entry up to and including index is applied and readable, the
+// context ends (its error is returned), or the FSM closes (ErrClosed). This watermark, not
+// raft.AppliedIndex (which only says an entry was handed to the FSM goroutine), is what reads
+// must wait on.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		f.mu.RLock()
+		applied, ch, closed := f.applied, f.appliedCh, f.closed
+		f.mu.RUnlock()
+		if closed {
+			return ErrClosed
+		}
+		if applied >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("fsm: waiting for index %d (applied %d): %w", index, applied, ctx.Err())
+		}
+	}
+}
+
+// StreamInfo describes a stream's current state.
+type StreamInfo struct {
+	// Exists reports whether the stream has at least one event.
+	Exists bool
+	// LastRevision is the revision of the last event; meaningful only when Exists.
+	LastRevision uint64
+	// LastPosition is the global position of the last event; meaningful only when Exists.
+	LastPosition uint64
+	// Tombstoned reports that the stream is tombstoned.
+	Tombstoned bool
+}
+
+// Stream returns the stream's current state as readers see it.
+func (f *FSM) Stream(name string) StreamInfo {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	info, _ := f.streamLocked(name)
+	return info
+}
+
+// streamLocked returns the visible state of a stream and its visible positions. Callers hold mu.
+// The index may run ahead of f.visible while a batch is being decided; everything beyond the
+// visible position is cut off here, so readers never see a record before it is written.
+func (f *FSM) streamLocked(name string) (StreamInfo, []uint64) {
+	s, ok := f.idx.lookup(name)
+	if !ok {
+		return StreamInfo{}, nil
+	}
+	positions := s.positions
+	for n := len(positions); n > 0 && positions[n-1] > f.visible; n-- {
+		positions = positions[:n-1]
+	}
+	info := StreamInfo{Tombstoned: s.tombstonedAt != 0 && s.tombstonedAt <= f.visible}
+	if n := len(positions); n > 0 {
+		info.Exists, info.LastRevision, info.LastPosition = true, uint64(n-1), positions[n-1]
+	}
+	return info, positions
+}
+
+// ReadStream returns up to limit events of a stream starting at revision from (inclusive; Start
+// and End are sentinels), in the given direction. It returns ErrStreamTombstoned for a tombstoned
+// stream and ErrStreamNotFound for a stream without events. A from beyond the last revision reads
+// nothing forwards and from the end backwards.
+func (f *FSM) ReadStream(name string, from uint64, dir Direction, limit int) ([]RecordedEvent, error) {
+	f.mu.RLock()
+	info, positions := f.streamLocked(name)
+	seg := f.seg
+	f.mu.RUnlock()
+	switch {
+	case info.Tombstoned:
+		return nil, fmt.Errorf("read %q: %w", name, ErrStreamTombstoned)
+	case !info.Exists:
+		return nil, fmt.Errorf("read %q: %w", name, ErrStreamNotFound)
+	}
+	var want []uint64
+	n := uint64(len(positions))
+	if dir == Forward {
+		if from < n {
+			want = positions[from:min(n, from+uint64(max(limit, 0)))]
+		}
+	} else {
+		start := min(from, n-1)
+		for r := int64(start); r >= 0 && len(want) < limit; r-- {
+			want = append(want, positions[r])
+		}
+	}
+	out := make([]RecordedEvent, 0, len(want))
+	for _, pos := range want {
+		r, err := seg.Read(pos)
+		if err != nil {
+			return nil, fmt.Errorf("read %q at position %d: %w", name, pos, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// ReadAll returns up to limit records of the global log starting at position from (inclusive;
+// Start and End are sentinels), in the given direction. Tombstone records are included (Kind
+// tells them apart), as $all shows everything in log order.
+func (f *FSM) ReadAll(from uint64, dir Direction, limit int) ([]RecordedEvent, error) {
+	f.mu.RLock()
+	visible, seg := f.visible, f.seg
+	f.mu.RUnlock()
+	if visible == 0 || limit <= 0 || (dir == Forward && from > visible) {
+		return nil, nil
+	}
+	if dir == Backward {
+		from = min(from, visible)
+	}
+	it := seg.Scan(from, dir)
+	defer it.Close()
+	var out []RecordedEvent
+	for len(out) < limit && it.Next() {
+		r := it.Record()
+		if r.Position > visible {
+			break
+		}
+		out = append(out, cloneRecord(r))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read $all from %d: %w", from, err)
+	}
+	return out, nil
+}
+
+// cloneRecord copies an iterator's record, whose slices alias the iterator's buffers.
+func cloneRecord(r *segment.Record) RecordedEvent {
+	c := *r
+	c.Data = cloneBytes(r.Data)
+	c.Metadata = cloneBytes(r.Metadata)
+	if r.Tags != nil {
+		c.Tags = append([]string(nil), r.Tags...)
+	}
+	return c
+}
+
+func cloneBytes(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte{}, b...)
+}

@@ -320,4 +320,3 @@ func (a applier) matchStored(p *fsmpb.StreamAppend) (StreamResult, error) {
 	}
 	return sr, nil
 }
-

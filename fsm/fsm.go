@@ -148,6 +148,11 @@ func Open(cfg Config) (*FSM, error) {
 		return nil, fmt.Errorf("fsm: rebuild indexes: %w", err)
 	}
 	f.install(seg, gen, st)
+	if durable, err := readApplied(seg.Dir()); err != nil {
+		f.log.Warn("ignoring unreadable applied-index file", "error", err)
+	} else if durable > f.applied {
+		f.applied = durable
+	}
 	f.log.Info("fsm opened", "dir", cfg.Dir, "generation", gen, "applied_index", f.applied,
 		"last_position", f.visible, "streams", len(f.idx.streams))
 	return f, nil
@@ -424,6 +429,35 @@ func removeStaleGenerations(dir string, live uint64, log *slog.Logger) {
 		}
 		log.Info("removed stale generation", "dir", e.Name())
 	}
+}
+
+// appliedFile, inside a generation directory, records a raft index up to which every entry's
+// records are known to be fsynced (written by snapshot Persist and by Restore). The applied index
+// recovered at boot is the larger of it and the last record's index: entries between the two wrote
+// no records, so skipping them on replay loses nothing, and raft can then trust the data instead
+// of restoring a snapshot it already holds (cluster sets NoSnapshotRestoreOnStart from this).
+const appliedFile = "APPLIED"
+
+func writeApplied(dir string, index uint64) error {
+	tmp := filepath.Join(dir, appliedFile+".tmp")
+	if err := writeFileSync(tmp, []byte(strconv.FormatUint(index, 10)+"\n")); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, appliedFile)); err != nil {
+		return fmt.Errorf("install %s: %w", appliedFile, err)
+	}
+	return syncDir(dir)
+}
+
+func readApplied(dir string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, appliedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 }
 
 // EncodeCommand serialises a command for raft.Apply, stamping the current envelope version.

@@ -62,6 +62,11 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		_ = sink.Cancel()
 		return err
 	}
+	// Every record up to s.applied is now fsynced: remember that, so a restart knows its data
+	// covers the snapshot even when the entries just before the snapshot wrote no records.
+	if err := writeApplied(s.seg.Dir(), s.applied); err != nil {
+		s.f.log.Warn("recording the snapshot's applied index failed", "error", err)
+	}
 	return sink.Close()
 }
 
@@ -241,6 +246,9 @@ func (f *FSM) buildFromSnapshot(rc io.Reader, dir string) (*segment.Log, *index,
 	}
 	if err := seg.Sync(); err != nil {
 		return seg, nil, 0, fmt.Errorf("fsm restore: sync: %w", err)
+	}
+	if err := writeApplied(dir, applied); err != nil {
+		return seg, nil, 0, fmt.Errorf("fsm restore: %w", err)
 	}
 	return seg, idx, applied, nil
 }

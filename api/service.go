@@ -1,0 +1,292 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cairndb/cairn/api/cairnpb"
+	"github.com/cairndb/cairn/fsm"
+	"github.com/cairndb/cairn/fsm/fsmpb"
+)
+
+// Service serves Cairn's gRPC API (the Events and Cluster services) over a Node: it validates
+// requests, translates them to state machine commands, forwards what a follower cannot serve to
+// the leader, and maps every outcome to one gRPC status with typed details (DESIGN §6). It is
+// safe for concurrent use.
+type Service struct {
+	cairnpb.UnimplementedEventsServer
+	cairnpb.UnimplementedClusterServer
+
+	node   Node
+	cfg    Config
+	log    *slog.Logger
+	health *health.Server
+	pool   *connPool
+	stats  *counters
+}
+
+var (
+	_ cairnpb.EventsServer  = (*Service)(nil)
+	_ cairnpb.ClusterServer = (*Service)(nil)
+)
+
+// NewService returns a Service over node. Zero fields of cfg take their defaults (see
+// DefaultConfig); a nil logger means slog.Default(). The health status starts as SERVING.
+func NewService(node Node, cfg Config, logger *slog.Logger) *Service {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cfg = cfg.withDefaults()
+	s := &Service{
+		node:   node,
+		cfg:    cfg,
+		log:    logger.With("component", "api"),
+		health: health.NewServer(),
+		pool:   newConnPool(cfg.Dialer),
+		stats:  newCounters(),
+	}
+	s.SetServing(true)
+	return s
+}
+
+// Config returns the effective configuration, defaults filled in.
+func (s *Service) Config() Config { return s.cfg }
+
+// Register registers on srv the Events and Cluster services, the standard gRPC health service
+// (grpc.health.v1.Health) and server reflection, so that grpcurl works without proto files. srv
+// should be built with ServerOptions(cfg).
+func (s *Service) Register(srv *grpc.Server) {
+	cairnpb.RegisterEventsServer(srv, s)
+	cairnpb.RegisterClusterServer(srv, s)
+	healthpb.RegisterHealthServer(srv, s.health)
+	reflection.Register(srv)
+}
+
+// healthServices are the service names whose health SetServing reports, "" being the server as a
+// whole.
+var healthServices = []string{"", cairnpb.Events_ServiceDesc.ServiceName, cairnpb.Cluster_ServiceDesc.ServiceName}
+
+// SetServing sets the health status of the server and of the Events and Cluster services to
+// SERVING or NOT_SERVING (for instance while the node is starting, or draining before shutdown).
+// It has no effect after Close.
+func (s *Service) SetServing(serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	for _, name := range healthServices {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+// Close reports NOT_SERVING on the health service from now on and closes the pooled connections
+// used for forwarding; forwarding then fails with UNAVAILABLE. It does not stop the grpc.Server,
+// which belongs to the caller. Close is idempotent.
+func (s *Service) Close() error {
+	s.health.Shutdown()
+	return s.pool.close()
+}
+
+// fail maps err to its gRPC status (statusFromError), counts it by reason and logs it: INTERNAL
+// at error level with the underlying error, state machine rejections and unknown outcomes at
+// warn level, the rest at debug level.
+func (s *Service) fail(ctx context.Context, op string, err error) error {
+	st := statusFromError(err)
+	reason := reasonOf(st)
+	s.stats.countError(reason)
+	attrs := []any{"op", op, "code", st.Code().String(), "reason", reason}
+	if by := forwardedBy(ctx); by != "" {
+		attrs = append(attrs, "forwarded_by", by)
+	}
+	switch {
+	case st.Code() == codes.Internal:
+		s.log.Error("request failed", append(attrs, "error", err)...)
+	case reason == ReasonInvalidCommand || reason == ReasonOutcomeUnknown || reason == "":
+		s.log.Warn("request failed", append(attrs, "error", err)...)
+	default:
+		s.log.Debug("request failed", append(attrs, "error", err)...)
+	}
+	return st.Err()
+}
+
+// propose replicates req and folds the request's own outcome (Result.Err) into the error.
+func (s *Service) propose(ctx context.Context, req *fsmpb.Request) (fsm.Result, error) {
+	res, err := s.node.Propose(ctx, req)
+	if err != nil {
+		return res, err
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	return res, nil
+}
+
+// Append implements cairnpb.EventsServer.
+func (s *Service) Append(ctx context.Context, req *cairnpb.AppendRequest) (*cairnpb.AppendResponse, error) {
+	const op = "append"
+	cmd, err := s.validateAppend(req)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	res, err := s.propose(ctx, cmd)
+	if err != nil {
+		if addr, ok := s.forwardTarget(ctx, op, err, req.GetRequireLeader()); ok {
+			fwd := proto.Clone(req).(*cairnpb.AppendRequest)
+			fillIDs(fwd.Events)
+			resp, err := forward(ctx, s, op, addr, true,
+				func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.AppendResponse, error) {
+					return c.Append(ctx, fwd)
+				})
+			if err != nil {
+				return nil, s.fail(ctx, op, err)
+			}
+			return resp, nil
+		}
+		return nil, s.fail(ctx, op, err)
+	}
+	if len(res.Streams) != 1 {
+		return nil, s.fail(ctx, op, fmt.Errorf("append: state machine returned %d stream results, want 1", len(res.Streams)))
+	}
+	sr := res.Streams[0]
+	return &cairnpb.AppendResponse{
+		FirstRevision: sr.FirstRevision,
+		LastRevision:  sr.LastRevision,
+		FirstPosition: sr.FirstPosition,
+		LastPosition:  sr.LastPosition,
+		LogIndex:      res.LogIndex,
+		CommitTime:    commitTime(res.Timestamp),
+		Idempotent:    res.Idempotent,
+	}, nil
+}
+
+// AppendMulti implements cairnpb.EventsServer.
+func (s *Service) AppendMulti(ctx context.Context, req *cairnpb.AppendMultiRequest) (*cairnpb.AppendMultiResponse, error) {
+	const op = "append_multi"
+	cmd, err := s.validateAppendMulti(req)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	res, err := s.propose(ctx, cmd)
+	if err != nil {
+		if addr, ok := s.forwardTarget(ctx, op, err, req.GetRequireLeader()); ok {
+			fwd := proto.Clone(req).(*cairnpb.AppendMultiRequest)
+			for _, p := range fwd.Appends {
+				fillIDs(p.Events)
+			}
+			resp, err := forward(ctx, s, op, addr, true,
+				func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.AppendMultiResponse, error) {
+					return c.AppendMulti(ctx, fwd)
+				})
+			if err != nil {
+				return nil, s.fail(ctx, op, err)
+			}
+			return resp, nil
+		}
+		return nil, s.fail(ctx, op, err)
+	}
+	if len(res.Streams) != len(req.GetAppends()) {
+		return nil, s.fail(ctx, op, fmt.Errorf("append multi: state machine returned %d stream results, want %d",
+			len(res.Streams), len(req.GetAppends())))
+	}
+	out := &cairnpb.AppendMultiResponse{
+		Results:    make([]*cairnpb.StreamAppendResult, len(res.Streams)),
+		LogIndex:   res.LogIndex,
+		CommitTime: commitTime(res.Timestamp),
+		Idempotent: res.Idempotent,
+	}
+	for i, sr := range res.Streams {
+		out.Results[i] = &cairnpb.StreamAppendResult{
+			Stream:        sr.Stream,
+			Count:         uint32(sr.Count),
+			FirstRevision: sr.FirstRevision,
+			LastRevision:  sr.LastRevision,
+			FirstPosition: sr.FirstPosition,
+			LastPosition:  sr.LastPosition,
+		}
+	}
+	return out, nil
+}
+
+// Read implements cairnpb.EventsServer.
+func (s *Service) Read(ctx context.Context, req *cairnpb.ReadRequest) (*cairnpb.ReadResponse, error) {
+	const op = "read"
+	p, err := s.validateRead(req)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	info, err := s.node.ReadFence(ctx, p.opts)
+	if err != nil {
+		if addr, ok := s.forwardTarget(ctx, op, err, false); ok {
+			resp, err := forward(ctx, s, op, addr, false,
+				func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.ReadResponse, error) {
+					return c.Read(ctx, req)
+				})
+			if err != nil {
+				return nil, s.fail(ctx, op, err)
+			}
+			return resp, nil
+		}
+		return nil, s.fail(ctx, op, err)
+	}
+	res, err := s.readStream(ctx, p)
+	if err != nil {
+		return nil, s.fail(ctx, op, &streamError{stream: p.stream, err: err})
+	}
+	return &cairnpb.ReadResponse{Events: res.events, ServedBy: servedBy(info), EndOfStream: res.end}, nil
+}
+
+// ReadAll implements cairnpb.EventsServer.
+func (s *Service) ReadAll(ctx context.Context, req *cairnpb.ReadAllRequest) (*cairnpb.ReadAllResponse, error) {
+	const op = "read_all"
+	p, err := s.validateReadAll(req)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	info, err := s.node.ReadFence(ctx, p.opts)
+	if err != nil {
+		if addr, ok := s.forwardTarget(ctx, op, err, false); ok {
+			resp, err := forward(ctx, s, op, addr, false,
+				func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.ReadAllResponse, error) {
+					return c.ReadAll(ctx, req)
+				})
+			if err != nil {
+				return nil, s.fail(ctx, op, err)
+			}
+			return resp, nil
+		}
+		return nil, s.fail(ctx, op, err)
+	}
+	res, checkpoint, err := s.readAll(ctx, p)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return &cairnpb.ReadAllResponse{
+		Events:             res.events,
+		ServedBy:           servedBy(info),
+		CheckpointPosition: checkpoint,
+		EndOfLog:           res.end,
+	}, nil
+}
+
+// Status implements cairnpb.ClusterServer: this node's view of the cluster.
+func (s *Service) Status(ctx context.Context, req *cairnpb.StatusRequest) (*cairnpb.StatusResponse, error) {
+	resp, err := s.node.Status(ctx, req.GetWithMemberLag())
+	if err != nil {
+		return nil, s.fail(ctx, "status", err)
+	}
+	return resp, nil
+}
+
+func commitTime(unixNanos int64) *timestamppb.Timestamp {
+	return timestamppb.New(time.Unix(0, unixNanos))
+}

@@ -1,0 +1,357 @@
+package api
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairndb/cairn/api/cairnpb"
+	"github.com/cairndb/cairn/cluster"
+	"github.com/cairndb/cairn/fsm"
+	"github.com/cairndb/cairn/fsm/fsmpb"
+)
+
+// Validation happens here, at the edge, before anything reaches Propose (DESIGN §6: bad input
+// never corrupts state, never kills a node). Limits are checked first, because they bound the
+// work the structural checks do; structural problems are then collected, all of them (up to
+// maxViolations), into one INVALID_ARGUMENT with a BadRequest detail.
+
+// Field violation reasons (errdetails.BadRequest.FieldViolation.Reason).
+const (
+	violationRequired         = "REQUIRED"
+	violationTooLong          = "TOO_LONG"
+	violationInvalidUTF8      = "INVALID_UTF8"
+	violationControlCharacter = "CONTROL_CHARACTER"
+	violationReservedPrefix   = "RESERVED_PREFIX"
+	violationInvalidUUID      = "INVALID_UUID"
+	violationNilUUID          = "NIL_UUID"
+	violationDuplicate        = "DUPLICATE"
+	violationInvalidEnum      = "INVALID_ENUM"
+	violationUnexpectedValue  = "UNEXPECTED_VALUE"
+	violationInvalidDuration  = "INVALID_DURATION"
+)
+
+// checkRequestSize enforces MaxRequestBytes on any request.
+func (s *Service) checkRequestSize(req proto.Message) error {
+	if n := proto.Size(req); n > s.cfg.MaxRequestBytes {
+		return limitError("request_bytes", s.cfg.MaxRequestBytes, n, "")
+	}
+	return nil
+}
+
+// eventBytes is the size of an event as MaxEventBytes counts it.
+func eventBytes(e *cairnpb.EventData) int {
+	n := len(e.GetData()) + len(e.GetMetadata()) + len(e.GetType()) + len(e.GetContentType())
+	for _, t := range e.GetTags() {
+		n += len(t)
+	}
+	return n
+}
+
+// checkEventLimits enforces MaxEventsPerAppend over all parts and MaxEventBytes per event.
+// parts[i] are the events of part i; prefix(i) is its field path prefix.
+func (s *Service) checkEventLimits(parts [][]*cairnpb.EventData, prefix func(i int) string) error {
+	total := 0
+	for _, evs := range parts {
+		total += len(evs)
+	}
+	if total > s.cfg.MaxEventsPerAppend {
+		return limitError("events_per_append", s.cfg.MaxEventsPerAppend, total, "")
+	}
+	for i, evs := range parts {
+		for j, e := range evs {
+			if n := eventBytes(e); n > s.cfg.MaxEventBytes {
+				return limitError("event_bytes", s.cfg.MaxEventBytes, n, fmt.Sprintf("%sevents[%d]", prefix(i), j))
+			}
+		}
+	}
+	return nil
+}
+
+// checkName validates a stream name. Names starting with '$' are reserved for the system: they
+// are refused for writes and allowed for reads (system streams will be readable).
+func (s *Service) checkName(b *badRequest, field, name string, write bool) {
+	switch {
+	case name == "":
+		b.add(field, violationRequired, "stream name is required")
+	case len(name) > s.cfg.MaxStreamNameBytes:
+		b.add(field, violationTooLong, "stream name has %d bytes, max %d", len(name), s.cfg.MaxStreamNameBytes)
+	case !utf8.ValidString(name):
+		b.add(field, violationInvalidUTF8, "stream name is not valid UTF-8")
+	case hasControl(name):
+		b.add(field, violationControlCharacter, "stream name contains a control character")
+	case write && strings.HasPrefix(name, "$"):
+		b.add(field, violationReservedPrefix, "stream names starting with '$' are reserved for the system")
+	}
+}
+
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, unicode.IsControl) >= 0
+}
+
+// checkExpected validates and converts an expected-revision condition. KIND_UNSPECIFIED is ANY.
+// A non-zero revision with any kind but EXACT is refused: it almost always means a client set
+// the revision and forgot the kind, which would otherwise silently mean ANY.
+func checkExpected(b *badRequest, field string, e *cairnpb.ExpectedRevision) *fsmpb.ExpectedRevision {
+	out := &fsmpb.ExpectedRevision{Revision: e.GetRevision()}
+	switch e.GetKind() {
+	case cairnpb.ExpectedRevision_KIND_UNSPECIFIED, cairnpb.ExpectedRevision_KIND_ANY:
+		out.Kind = fsmpb.ExpectedRevision_KIND_ANY
+	case cairnpb.ExpectedRevision_KIND_NO_STREAM:
+		out.Kind = fsmpb.ExpectedRevision_KIND_NO_STREAM
+	case cairnpb.ExpectedRevision_KIND_STREAM_EXISTS:
+		out.Kind = fsmpb.ExpectedRevision_KIND_STREAM_EXISTS
+	case cairnpb.ExpectedRevision_KIND_EXACT:
+		out.Kind = fsmpb.ExpectedRevision_KIND_EXACT
+		return out
+	default:
+		b.add(field+".kind", violationInvalidEnum, "unknown expected revision kind %d", int32(e.GetKind()))
+		return out
+	}
+	if e.GetRevision() != 0 {
+		b.add(field+".revision", violationUnexpectedValue,
+			"revision %d is only meaningful with KIND_EXACT (kind is %v)", e.GetRevision(), e.GetKind())
+	}
+	return out
+}
+
+// checkEvents validates and converts the events of one part. seen maps ids already used in the
+// request to the field of their first use: an id may appear once per request.
+func checkEvents(b *badRequest, prefix string, events []*cairnpb.EventData, seen map[[16]byte]string) []*fsmpb.Event {
+	out := make([]*fsmpb.Event, len(events))
+	for j, e := range events {
+		field := fmt.Sprintf("%sevents[%d]", prefix, j)
+		var id [16]byte
+		if e.GetId() == "" {
+			id = newUUID()
+		} else {
+			var err error
+			if id, err = parseUUID(e.GetId()); err != nil {
+				reason := violationInvalidUUID
+				if err == errUUIDNil {
+					reason = violationNilUUID
+				}
+				b.add(field+".id", reason, "%q: %v", e.GetId(), err)
+			} else if first, dup := seen[id]; dup {
+				b.add(field+".id", violationDuplicate, "id %s is also used by %s", e.GetId(), first)
+			} else {
+				seen[id] = field + ".id"
+			}
+		}
+		switch t := e.GetType(); {
+		case t == "":
+			b.add(field+".type", violationRequired, "event type is required")
+		case !utf8.ValidString(t):
+			b.add(field+".type", violationInvalidUTF8, "event type is not valid UTF-8")
+		case hasControl(t):
+			b.add(field+".type", violationControlCharacter, "event type contains a control character")
+		case strings.HasPrefix(t, "$"):
+			b.add(field+".type", violationReservedPrefix, "event types starting with '$' are reserved for the system")
+		}
+		if !utf8.ValidString(e.GetContentType()) {
+			b.add(field+".content_type", violationInvalidUTF8, "content type is not valid UTF-8")
+		}
+		for k, tag := range e.GetTags() {
+			switch {
+			case tag == "":
+				b.add(fmt.Sprintf("%s.tags[%d]", field, k), violationRequired, "tags must not be empty")
+			case !utf8.ValidString(tag):
+				b.add(fmt.Sprintf("%s.tags[%d]", field, k), violationInvalidUTF8, "tag is not valid UTF-8")
+			}
+		}
+		out[j] = &fsmpb.Event{
+			Id:          id[:],
+			Type:        e.GetType(),
+			ContentType: e.GetContentType(),
+			Data:        e.GetData(),
+			Metadata:    e.GetMetadata(),
+			Tags:        e.GetTags(),
+		}
+	}
+	return out
+}
+
+// validateAppend checks an Append and builds its command request. Events without an id get a
+// random v4 UUID here, before proposing, so every node stores the same id.
+func (s *Service) validateAppend(req *cairnpb.AppendRequest) (*fsmpb.Request, error) {
+	if err := s.checkRequestSize(req); err != nil {
+		return nil, err
+	}
+	if err := s.checkEventLimits([][]*cairnpb.EventData{req.GetEvents()}, func(int) string { return "" }); err != nil {
+		return nil, err
+	}
+	var b badRequest
+	s.checkName(&b, "stream", req.GetStream(), true)
+	exp := checkExpected(&b, "expected", req.GetExpected())
+	if len(req.GetEvents()) == 0 {
+		b.add("events", violationRequired, "an append needs at least one event")
+	}
+	events := checkEvents(&b, "", req.GetEvents(), make(map[[16]byte]string, len(req.GetEvents())))
+	if err := b.err(); err != nil {
+		return nil, err
+	}
+	return &fsmpb.Request{Kind: &fsmpb.Request_Append{Append: &fsmpb.AppendRequest{Parts: []*fsmpb.StreamAppend{{
+		Stream: req.GetStream(), Expected: exp, Events: events,
+	}}}}}, nil
+}
+
+// validateAppendMulti checks an AppendMulti: at least one part, distinct streams, at least one
+// event in total (parts without events are check-only conditions), and builds its request.
+func (s *Service) validateAppendMulti(req *cairnpb.AppendMultiRequest) (*fsmpb.Request, error) {
+	if err := s.checkRequestSize(req); err != nil {
+		return nil, err
+	}
+	parts := req.GetAppends()
+	evs := make([][]*cairnpb.EventData, len(parts))
+	for i, p := range parts {
+		evs[i] = p.GetEvents()
+	}
+	prefix := func(i int) string { return fmt.Sprintf("appends[%d].", i) }
+	if err := s.checkEventLimits(evs, prefix); err != nil {
+		return nil, err
+	}
+	var b badRequest
+	if len(parts) == 0 {
+		b.add("appends", violationRequired, "an AppendMulti needs at least one part")
+	}
+	streams := make(map[string]int, len(parts))
+	seen := make(map[[16]byte]string)
+	out := make([]*fsmpb.StreamAppend, len(parts))
+	total := 0
+	for i, p := range parts {
+		s.checkName(&b, prefix(i)+"stream", p.GetStream(), true)
+		if first, dup := streams[p.GetStream()]; dup && p.GetStream() != "" {
+			b.add(prefix(i)+"stream", violationDuplicate, "stream %q is also the stream of appends[%d]", p.GetStream(), first)
+		} else {
+			streams[p.GetStream()] = i
+		}
+		out[i] = &fsmpb.StreamAppend{
+			Stream:   p.GetStream(),
+			Expected: checkExpected(&b, prefix(i)+"expected", p.GetExpected()),
+			Events:   checkEvents(&b, prefix(i), p.GetEvents(), seen),
+		}
+		total += len(p.GetEvents())
+	}
+	if len(parts) > 0 && total == 0 {
+		b.add("appends", violationRequired, "an AppendMulti needs at least one event in some part")
+	}
+	if err := b.err(); err != nil {
+		return nil, err
+	}
+	return &fsmpb.Request{Kind: &fsmpb.Request_Append{Append: &fsmpb.AppendRequest{Parts: out}}}, nil
+}
+
+// readParams is a validated Read or ReadAll.
+type readParams struct {
+	stream  string
+	from    uint64
+	fromEnd bool
+	dir     fsm.Direction
+	limit   int
+	opts    cluster.ReadOptions
+	filter  filter
+}
+
+// checkDirection converts a direction; UNSPECIFIED is FORWARD.
+func checkDirection(b *badRequest, d cairnpb.Direction) fsm.Direction {
+	switch d {
+	case cairnpb.Direction_DIRECTION_UNSPECIFIED, cairnpb.Direction_DIRECTION_FORWARD:
+		return fsm.Forward
+	case cairnpb.Direction_DIRECTION_BACKWARD:
+		return fsm.Backward
+	}
+	b.add("direction", violationInvalidEnum, "unknown direction %d", int32(d))
+	return fsm.Forward
+}
+
+// checkReadOptions converts read options; UNSPECIFIED is LINEARIZABLE. min_log_index and
+// max_staleness only apply to STALE reads and are ignored otherwise (a linearizable or leader
+// read is at least as fresh as any index the client has seen).
+func checkReadOptions(b *badRequest, o *cairnpb.ReadOptions) cluster.ReadOptions {
+	var out cluster.ReadOptions
+	switch o.GetConsistency() {
+	case cairnpb.Consistency_CONSISTENCY_UNSPECIFIED, cairnpb.Consistency_CONSISTENCY_LINEARIZABLE:
+		out.Consistency = cluster.Linearizable
+	case cairnpb.Consistency_CONSISTENCY_LEADER:
+		out.Consistency = cluster.Leader
+	case cairnpb.Consistency_CONSISTENCY_STALE:
+		out.Consistency = cluster.Stale
+	default:
+		b.add("options.consistency", violationInvalidEnum, "unknown consistency %d", int32(o.GetConsistency()))
+	}
+	if ms := o.GetMaxStaleness(); ms != nil {
+		if err := ms.CheckValid(); err != nil {
+			b.add("options.max_staleness", violationInvalidDuration, "%v", err)
+		} else if d := ms.AsDuration(); d < 0 {
+			b.add("options.max_staleness", violationInvalidDuration, "max_staleness %v is negative", d)
+		} else if out.Consistency == cluster.Stale {
+			out.MaxStaleness = d
+		}
+	}
+	if out.Consistency == cluster.Stale {
+		out.MinLogIndex = o.GetMinLogIndex()
+	}
+	return out
+}
+
+// readLimit applies the default and the cap: 0 means DefaultReadLimit, more than MaxReadLimit
+// is clamped to MaxReadLimit.
+func (s *Service) readLimit(l uint32) int {
+	switch {
+	case l == 0:
+		return s.cfg.DefaultReadLimit
+	case uint64(l) > uint64(s.cfg.MaxReadLimit):
+		return s.cfg.MaxReadLimit
+	}
+	return int(l)
+}
+
+func (s *Service) validateRead(req *cairnpb.ReadRequest) (readParams, error) {
+	if err := s.checkRequestSize(req); err != nil {
+		return readParams{}, err
+	}
+	var b badRequest
+	s.checkName(&b, "stream", req.GetStream(), false)
+	p := readParams{
+		stream:  req.GetStream(),
+		from:    req.GetFromRevision(),
+		fromEnd: req.GetFromEnd(),
+		dir:     checkDirection(&b, req.GetDirection()),
+		limit:   s.readLimit(req.GetLimit()),
+		opts:    checkReadOptions(&b, req.GetOptions()),
+	}
+	return p, b.err()
+}
+
+func (s *Service) validateReadAll(req *cairnpb.ReadAllRequest) (readParams, error) {
+	if err := s.checkRequestSize(req); err != nil {
+		return readParams{}, err
+	}
+	f := req.GetFilter()
+	for _, field := range []struct {
+		name    string
+		entries []string
+	}{
+		{"filter.stream_prefixes", f.GetStreamPrefixes()},
+		{"filter.event_types", f.GetEventTypes()},
+		{"filter.event_type_prefixes", f.GetEventTypePrefixes()},
+		{"filter.tags", f.GetTags()},
+	} {
+		if len(field.entries) > s.cfg.MaxFilterEntries {
+			return readParams{}, limitError("filter_entries", s.cfg.MaxFilterEntries, len(field.entries), field.name)
+		}
+	}
+	var b badRequest
+	p := readParams{
+		from:    req.GetFromPosition(),
+		fromEnd: req.GetFromEnd(),
+		dir:     checkDirection(&b, req.GetDirection()),
+		limit:   s.readLimit(req.GetLimit()),
+		opts:    checkReadOptions(&b, req.GetOptions()),
+		filter:  newFilter(&b, f),
+	}
+	return p, b.err()
+}

@@ -1,0 +1,341 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+)
+
+// memberMeta is what a node gossips about itself (memberlist node meta, ≤ 512 bytes).
+type memberMeta struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft"`
+	GRPCAddr string `json:"grpc"`
+	Voter    bool   `json:"voter"`
+	Version  string `json:"v,omitempty"`
+	// HasState is true once the node has raft state (bootstrapped or joined): a cluster exists, so
+	// no node that sees it may bootstrap another one.
+	HasState bool `json:"state,omitempty"`
+}
+
+// memberTable is the gossip view: a hint about who exists and where, never the truth about
+// membership (that is the raft configuration).
+type memberTable struct {
+	mu      sync.RWMutex
+	members map[string]memberEntry
+	changed chan struct{} // buffered 1: a membership change to react to
+}
+
+type memberEntry struct {
+	meta  memberMeta
+	state memberlist.NodeStateType
+}
+
+func newMemberTable() *memberTable {
+	return &memberTable{members: map[string]memberEntry{}, changed: make(chan struct{}, 1)}
+}
+
+func (t *memberTable) set(node *memberlist.Node, log *slog.Logger) {
+	var m memberMeta
+	if err := json.Unmarshal(node.Meta, &m); err != nil || m.ID == "" {
+		log.Warn("ignoring gossip member with unreadable metadata", "member", node.Name, "error", err)
+		return
+	}
+	t.mu.Lock()
+	t.members[m.ID] = memberEntry{meta: m, state: node.State}
+	t.mu.Unlock()
+	select {
+	case t.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (t *memberTable) get(id string) (memberMeta, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	e, ok := t.members[id]
+	return e.meta, ok
+}
+
+// alive returns the members gossip currently considers alive, sorted by id.
+func (t *memberTable) alive() []memberMeta {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []memberMeta
+	for _, e := range t.members {
+		if e.state == memberlist.StateAlive {
+			out = append(out, e.meta)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (t *memberTable) gossipState(id string) string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	e, ok := t.members[id]
+	if !ok {
+		return "unknown"
+	}
+	switch e.state {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// gossipDelegate feeds memberlist our metadata and memberlist events into the member table.
+type gossipDelegate struct {
+	mu   sync.Mutex
+	meta []byte
+	t    *memberTable
+	log  *slog.Logger
+}
+
+func (d *gossipDelegate) NodeMeta(limit int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.meta
+}
+
+func (d *gossipDelegate) setMeta(b []byte) {
+	d.mu.Lock()
+	d.meta = b
+	d.mu.Unlock()
+}
+func (d *gossipDelegate) NotifyMsg([]byte)                           {}
+func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
+func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
+func (d *gossipDelegate) NotifyJoin(n *memberlist.Node)              { d.t.set(n, d.log) }
+func (d *gossipDelegate) NotifyLeave(n *memberlist.Node)             { d.t.set(n, d.log) }
+func (d *gossipDelegate) NotifyUpdate(n *memberlist.Node)            { d.t.set(n, d.log) }
+
+func (n *Node) openGossip() error {
+	n.members = newMemberTable()
+	has, err := raft.HasExistingState(n.store, n.store, noSnapshots{})
+	if err != nil {
+		return fmt.Errorf("cluster: inspect raft state: %w", err)
+	}
+	meta, err := n.encodeMeta(has)
+	if err != nil {
+		return err
+	}
+	host, port, err := splitHostPort(n.cfg.GossipBind)
+	if err != nil {
+		return fmt.Errorf("cluster: gossip bind address: %w", err)
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = n.cfg.NodeID
+	mc.BindAddr, mc.BindPort = host, port
+	if n.cfg.GossipAdvertise != "" {
+		if mc.AdvertiseAddr, mc.AdvertisePort, err = splitHostPort(n.cfg.GossipAdvertise); err != nil {
+			return fmt.Errorf("cluster: gossip advertise address: %w", err)
+		}
+	}
+	d := &gossipDelegate{meta: meta, t: n.members, log: n.log}
+	n.delegate, n.metaHasState = d, has
+	mc.Delegate, mc.Events = d, d
+	mc.Logger = slog.NewLogLogger(n.log.With("component", "memberlist").Handler(), slog.LevelDebug)
+	if n.gossip, err = memberlist.Create(mc); err != nil {
+		return fmt.Errorf("cluster: start gossip: %w", err)
+	}
+	n.gossipAddr = n.gossip.LocalNode().Address()
+	n.log.Info("gossip started", "gossip_addr", n.gossipAddr)
+	return nil
+}
+
+func (n *Node) encodeMeta(hasState bool) ([]byte, error) {
+	meta, err := json.Marshal(memberMeta{ID: n.cfg.NodeID, RaftAddr: n.RaftAddr(), GRPCAddr: n.cfg.GRPCAdvertise,
+		Voter: !n.cfg.NonVoter, Version: n.cfg.Version, HasState: hasState})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: encode gossip metadata: %w", err)
+	}
+	if len(meta) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("cluster: gossip metadata is %d bytes, memberlist allows %d", len(meta), memberlist.MetaMaxSize)
+	}
+	return meta, nil
+}
+
+// announceState gossips that this node now has raft state, once.
+func (n *Node) announceState() {
+	if n.metaHasState {
+		return
+	}
+	if has, err := raft.HasExistingState(n.store, n.store, noSnapshots{}); err != nil || !has {
+		return
+	}
+	meta, err := n.encodeMeta(true)
+	if err != nil {
+		n.log.Warn("encoding gossip metadata failed", "error", err)
+		return
+	}
+	n.delegate.setMeta(meta)
+	if err := n.gossip.UpdateNode(time.Second); err != nil {
+		n.log.Warn("announcing raft state over gossip failed; will retry", "error", err)
+		return
+	}
+	n.metaHasState = true
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	return host, port, nil
+}
+
+// membershipLoop joins gossip through the seeds, bootstraps the cluster when BootstrapExpect
+// voters see each other and nobody has state yet, and, while leader, adds gossip members that
+// are not in the raft configuration as non-voters and promotes caught-up ones (DESIGN §9).
+// The same loop runs on first boot, restart and scale-up: that is what makes one command line
+// serve all three.
+func (n *Node) membershipLoop() {
+	defer n.wg.Done()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	joined := len(n.cfg.Join) == 0
+	for {
+		if !joined {
+			joined = n.joinSeeds()
+		}
+		n.announceState()
+		if n.raft.State() == raft.Leader {
+			n.reconcile()
+		} else if n.cfg.BootstrapExpect > 0 {
+			n.maybeBootstrap()
+		}
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-n.members.changed:
+		case <-tick.C:
+		}
+	}
+}
+
+func (n *Node) joinSeeds() bool {
+	var seeds []string
+	for _, s := range n.cfg.Join {
+		if s != n.GossipAddr() {
+			seeds = append(seeds, s)
+		}
+	}
+	if len(seeds) == 0 {
+		return true
+	}
+	got, err := n.gossip.Join(seeds)
+	if got > 0 {
+		n.log.Info("joined gossip", "contacted", got)
+		return true
+	}
+	n.log.Debug("gossip join failed; retrying", "seeds", seeds, "error", err)
+	return false
+}
+
+// maybeBootstrap bootstraps raft with the first BootstrapExpect alive voters (by id) once this
+// node sees that many, if this node has no raft state and no leader is known. Every node that sees
+// the same members computes the same configuration, and raft accepts identical bootstraps.
+func (n *Node) maybeBootstrap() {
+	if _, lid := n.raft.LeaderWithID(); lid != "" {
+		return
+	}
+	if has, err := raft.HasExistingState(n.store, n.store, noSnapshots{}); err != nil || has {
+		return
+	}
+	voters := []memberMeta{}
+	for _, m := range n.members.alive() {
+		if m.HasState {
+			return // a cluster already exists: wait to be added to it
+		}
+		if m.Voter {
+			voters = append(voters, m)
+		}
+	}
+	if len(voters) < n.cfg.BootstrapExpect {
+		return
+	}
+	voters = voters[:n.cfg.BootstrapExpect]
+	cfg := raft.Configuration{}
+	self := false
+	for _, m := range voters {
+		cfg.Servers = append(cfg.Servers, raft.Server{ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.RaftAddr), Suffrage: raft.Voter})
+		self = self || m.ID == n.cfg.NodeID
+	}
+	if !self {
+		return // a later node: it will be added by the leader
+	}
+	if err := n.raft.BootstrapCluster(cfg).Error(); err != nil {
+		n.log.Warn("bootstrap failed", "error", err)
+		return
+	}
+	n.log.Info("bootstrapped cluster", "voters", len(cfg.Servers))
+}
+
+// noSnapshots lets HasExistingState look only at the log and stable store: a node that has
+// snapshots also has a non-zero term in its stable store.
+type noSnapshots struct{ raft.SnapshotStore }
+
+func (noSnapshots) List() ([]*raft.SnapshotMeta, error) { return nil, nil }
+
+// reconcile (leader only) brings gossip members into the raft configuration as non-voters and
+// promotes voters-to-be once they are caught up. It never removes a voter because gossip says it
+// is dead: that is an operator's decision (DESIGN §9).
+func (n *Node) reconcile() {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		n.log.Warn("reading the raft configuration failed", "error", err)
+		return
+	}
+	servers := map[string]raft.Server{}
+	for _, s := range f.Configuration().Servers {
+		servers[string(s.ID)] = s
+	}
+	for _, m := range n.members.alive() {
+		s, ok := servers[m.ID]
+		switch {
+		case !ok:
+			// A node re-using an address under a new id replaces the old entry first (rqlite #2778).
+			for _, old := range servers {
+				if string(old.Address) == m.RaftAddr {
+					n.log.Info("removing server whose address a new node now uses", "old_id", old.ID, "new_id", m.ID)
+					if err := n.raft.RemoveServer(old.ID, 0, 0).Error(); err != nil {
+						n.log.Warn("removing stale server failed", "id", old.ID, "error", err)
+						return
+					}
+				}
+			}
+			if err := n.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, 0).Error(); err != nil {
+				n.log.Warn("adding non-voter failed", "id", m.ID, "error", err)
+				continue
+			}
+			n.log.Info("added non-voter", "id", m.ID, "raft_addr", m.RaftAddr)
+		case string(s.Address) != m.RaftAddr && s.Suffrage == raft.Nonvoter:
+			if err := n.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, 0).Error(); err != nil {
+				n.log.Warn("updating non-voter address failed", "id", m.ID, "error", err)
+			}
+		case s.Suffrage == raft.Nonvoter && m.Voter:
+			n.maybePromote(m)
+		}
+	}
+}

@@ -1,0 +1,350 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/cairndb/cairn/fsm"
+)
+
+// Node is one Cairn server: raft, its stores and transport, the state machine, gossip discovery,
+// the proposal batcher and the read-consistency machinery. It is the one owner of *raft.Raft.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	fsm      *fsm.FSM
+	raft     *raft.Raft
+	store    *raftboltdb.BoltStore
+	trans    *raft.NetworkTransport
+	gossip   *memberlist.Memberlist
+	members  *memberTable
+	verifier *leaderVerifier
+	peers    *peerClients
+	delegate *gossipDelegate
+	// gossipAddr is read once at start: memberlist mutates its LocalNode in place on UpdateNode.
+	gossipAddr string
+	// metaHasState mirrors what we gossip as HasState; only the membership loop touches it
+	// after Open.
+	metaHasState bool
+	// promoteAt holds, per non-voter id, when it was first seen healthy and caught up.
+	promoteMu sync.Mutex
+	promoteAt map[string]time.Time
+
+	proposals chan *proposal
+	inflight  chan *inflightBatch
+	// readyTerm is the term in which this node, as leader, has passed a barrier: every entry of
+	// earlier terms is committed and applied, so its commit index is a valid read index.
+	readyTerm atomic.Uint64
+
+	shutdownCh chan struct{}
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+// Open starts a node: it opens the state machine and raft's stores, starts raft and gossip, and
+// begins bootstrap or waits to be added, as the configuration says. It returns before a leader is
+// known; WaitForLeader waits for one.
+func Open(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:        cfg,
+		log:        cfg.Logger.With("node", cfg.NodeID),
+		proposals:  make(chan *proposal, 4*cfg.MaxBatchRequests),
+		inflight:   make(chan *inflightBatch, 64),
+		shutdownCh: make(chan struct{}),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeResources()
+		}
+	}()
+	if err := claimDataDir(cfg.DataDir, cfg.NodeID); err != nil {
+		return nil, err
+	}
+	fcfg := cfg.FSM
+	fcfg.Dir = filepath.Join(cfg.DataDir, "fsm")
+	if fcfg.Logger == nil {
+		fcfg.Logger = n.log
+	}
+	if n.fsm, err = fsm.Open(fcfg); err != nil {
+		return nil, err
+	}
+	if err := n.openRaft(); err != nil {
+		return nil, err
+	}
+	n.verifier = &leaderVerifier{raft: n.raft}
+	n.peers = newPeerClients()
+	if err := n.openGossip(); err != nil {
+		return nil, err
+	}
+	n.wg.Add(4)
+	go n.batchLoop()
+	go n.resolveLoop()
+	go n.leaderLoop()
+	go n.membershipLoop()
+	ok = true
+	return n, nil
+}
+
+func (n *Node) openRaft() error {
+	dir := filepath.Join(n.cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cluster: create raft dir: %w", err)
+	}
+	hl := newHclog(n.log.With("component", "raft"), "raft", hclog.Info)
+	var err error
+	if n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")}); err != nil {
+		return fmt.Errorf("cluster: open raft log store: %w", err)
+	}
+	cache, err := raft.NewLogCache(512, n.store)
+	if err != nil {
+		return fmt.Errorf("cluster: log cache: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
+	if err != nil {
+		return fmt.Errorf("cluster: snapshot store: %w", err)
+	}
+	layer, err := newStreamLayer(n.cfg.RaftBind, n.cfg.RaftAdvertise, n.cfg.Dial)
+	if err != nil {
+		return err
+	}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hl,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.NodeID)
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = n.cfg.CommitTimeout
+	rc.MaxAppendEntries = n.cfg.MaxAppendEntries
+	rc.BatchApplyCh = true
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.SnapshotInterval = n.cfg.SnapshotInterval
+	rc.TrailingLogs = n.cfg.SnapshotThreshold * 5 / 4
+	rc.Logger = hl
+	// Boot decision (raft-lessons §2.3, §4.3): if the state machine's own data already covers
+	// the newest snapshot, do not restore it; raft then replays only later entries, and the FSM
+	// skips those at or below the index it recovered from its data.
+	if list, err := snaps.List(); err != nil {
+		return fmt.Errorf("cluster: list snapshots: %w", err)
+	} else if len(list) > 0 && n.fsm.AppliedIndex() >= list[0].Index {
+		rc.NoSnapshotRestoreOnStart = true
+	}
+	if n.raft, err = raft.NewRaft(rc, n.fsm, cache, n.store, snaps, n.trans); err != nil {
+		return fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n.log.Info("raft started", "raft_addr", n.trans.LocalAddr(), "applied_index", n.fsm.AppliedIndex(),
+		"skip_snapshot_restore", rc.NoSnapshotRestoreOnStart)
+	return nil
+}
+
+// claimDataDir refuses a data dir that belongs to another node id, and marks a new one as ours.
+func claimDataDir(dir, id string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cluster: create data dir: %w", err)
+	}
+	path := filepath.Join(dir, "node-id")
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if got := strings.TrimSpace(string(b)); got != id {
+			return fmt.Errorf("cluster: data dir %s belongs to node %q, not %q: use that node id or another data dir", dir, got, id)
+		}
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		return os.WriteFile(path, []byte(id+"\n"), 0o644)
+	default:
+		return fmt.Errorf("cluster: read %s: %w", path, err)
+	}
+}
+
+// ID returns this node's id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// FSM returns the local state machine, for reads after ReadFence.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// RaftAddr returns the address raft advertises.
+func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
+
+// GossipAddr returns the address memberlist advertises.
+func (n *Node) GossipAddr() string { return n.gossipAddr }
+
+// IsLeader reports whether this node is the raft leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader's id and gRPC address (empty when unknown).
+func (n *Node) Leader() (id, grpcAddr string) {
+	_, lid := n.raft.LeaderWithID()
+	if lid == "" {
+		return "", ""
+	}
+	if string(lid) == n.cfg.NodeID {
+		return n.cfg.NodeID, n.cfg.GRPCAdvertise
+	}
+	m, _ := n.members.get(string(lid))
+	return string(lid), m.GRPCAddr
+}
+
+func (n *Node) notLeader() error {
+	id, addr := n.Leader()
+	return &NotLeaderError{LeaderID: id, LeaderAddr: addr}
+}
+
+// WaitForLeader waits until some node is leader, or ctx ends.
+func (n *Node) WaitForLeader(ctx context.Context) (string, error) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, id := n.raft.LeaderWithID(); id != "" {
+			return string(id), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("cluster: waiting for a leader: %w", ctx.Err())
+		case <-n.shutdownCh:
+			return "", ErrShutdown
+		case <-t.C:
+		}
+	}
+}
+
+// Snapshot asks raft to take a snapshot now.
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+
+// LeadershipTransfer asks the leader to hand leadership to another voter.
+func (n *Node) LeadershipTransfer() error { return n.raft.LeadershipTransfer().Error() }
+
+// Close stops the node gracefully: a leader first transfers leadership, then the node leaves
+// gossip, stops raft and closes its stores. Proposals still waiting fail with ErrShutdown or,
+// when already in raft, ErrOutcomeUnknown.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		if n.raft != nil && n.raft.State() == raft.Leader && n.voterCount() > 1 {
+			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+				n.log.Warn("leadership transfer before shutdown failed", "error", err)
+			}
+		}
+		if n.gossip != nil {
+			if err := n.gossip.Leave(time.Second); err != nil {
+				n.log.Warn("leaving gossip failed", "error", err)
+			}
+		}
+		close(n.shutdownCh)
+		n.closeErr = n.closeResources()
+	})
+	return n.closeErr
+}
+
+// Kill stops the node abruptly, without leadership transfer or a gossip leave, as a crash would
+// look to the others (the data on disk is what a clean stop leaves, minus nothing fsync-relevant).
+// For tests.
+func (n *Node) Kill() error {
+	n.closeOnce.Do(func() {
+		close(n.shutdownCh)
+		n.closeErr = n.closeResources()
+	})
+	return n.closeErr
+}
+
+func (n *Node) closeResources() error {
+	var errs []error
+	if n.gossip != nil {
+		errs = append(errs, n.gossip.Shutdown())
+	}
+	if n.raft != nil {
+		errs = append(errs, n.raft.Shutdown().Error())
+	}
+	select {
+	case <-n.shutdownCh:
+	default:
+		close(n.shutdownCh)
+	}
+	n.wg.Wait()
+	if n.peers != nil {
+		n.peers.close()
+	}
+	if n.trans != nil {
+		errs = append(errs, n.trans.Close())
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	if n.fsm != nil {
+		errs = append(errs, n.fsm.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) voterCount() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			c++
+		}
+	}
+	return c
+}
+
+// leaderLoop runs a barrier whenever this node becomes leader, so linearizable reads can start
+// without paying for it (Consul's pastBarrier). ReadFence runs the barrier itself if this loop has
+// not got there yet, so a missed or coalesced signal only costs latency.
+func (n *Node) leaderLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case isLeader := <-n.raft.LeaderCh():
+			if !isLeader {
+				continue
+			}
+			if err := n.ensureBarrier(n.cfg.ApplyTimeout); err != nil {
+				n.log.Warn("barrier after winning the election failed", "error", err)
+				continue
+			}
+			n.log.Info("leader ready", "term", n.raft.CurrentTerm())
+		}
+	}
+}
+
+// ensureBarrier makes sure this leader has committed and applied an entry of its current term.
+func (n *Node) ensureBarrier(timeout time.Duration) error {
+	term := n.raft.CurrentTerm()
+	if n.readyTerm.Load() == term {
+		return nil
+	}
+	if err := n.raft.Barrier(timeout).Error(); err != nil {
+		return err
+	}
+	if n.raft.CurrentTerm() != term {
+		return raft.ErrLeadershipLost
+	}
+	n.readyTerm.Store(term)
+	return nil
+}

@@ -1,0 +1,170 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairndb/cairn/fsm"
+	"github.com/cairndb/cairn/fsm/fsmpb"
+)
+
+// proposal is one client request waiting for its raft entry.
+type proposal struct {
+	req  *fsmpb.Request
+	size int
+	done chan proposalResult // buffered 1
+}
+
+type proposalResult struct {
+	res fsm.Result
+	err error
+}
+
+// inflightBatch is a raft entry on its way, with the proposals it carries.
+type inflightBatch struct {
+	future raft.ApplyFuture
+	batch  []*proposal
+}
+
+// Propose replicates one request and returns its result once its entry is committed (fsynced on
+// a quorum) and applied — never earlier (DESIGN §2 durability). Concurrent proposals are packed
+// into few raft entries by the batch loop; a lone proposal is sent at once, so batching never
+// delays a single client.
+//
+// Errors: *NotLeaderError on a follower (nothing was proposed: forwarding is safe); ErrOutcomeUnknown
+// when the entry entered raft but leadership was lost or the context ended before its outcome
+// was known (retrying with the same event ids is safe); ErrShutdown. The request's own outcome is
+// in Result.Err.
+func (n *Node) Propose(ctx context.Context, req *fsmpb.Request) (fsm.Result, error) {
+	if n.raft.State() != raft.Leader {
+		return fsm.Result{}, n.notLeader()
+	}
+	p := &proposal{req: req, size: proto.Size(req), done: make(chan proposalResult, 1)}
+	select {
+	case n.proposals <- p:
+	case <-ctx.Done():
+		return fsm.Result{}, ctx.Err() // not proposed
+	case <-n.shutdownCh:
+		return fsm.Result{}, ErrShutdown
+	}
+	select {
+	case r := <-p.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return fsm.Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	}
+}
+
+// batchLoop packs queued proposals into raft entries. It takes whatever is queued when it wakes
+// (bounded by MaxBatchRequests and MaxBatchBytes) and proposes it at once: no timer, so a lone
+// client is never delayed. Under load, proposals queue while earlier entries are in flight (the
+// in-flight window is bounded), which is what makes the batches grow.
+func (n *Node) batchLoop() {
+	defer n.wg.Done()
+	defer close(n.inflight)
+	for {
+		var first *proposal
+		select {
+		case first = <-n.proposals:
+		case <-n.shutdownCh:
+			n.failQueued()
+			return
+		}
+		batch, size := []*proposal{first}, first.size
+	drain:
+		for len(batch) < n.cfg.MaxBatchRequests && size < n.cfg.MaxBatchBytes {
+			select {
+			case p := <-n.proposals:
+				batch, size = append(batch, p), size+p.size
+			default:
+				break drain
+			}
+		}
+		cmd := &fsmpb.Command{TimestampUnixNano: time.Now().UnixNano(), Requests: make([]*fsmpb.Request, len(batch))}
+		for i, p := range batch {
+			cmd.Requests[i] = p.req
+		}
+		data, err := fsm.EncodeCommand(cmd)
+		if err != nil {
+			n.log.Error("encoding a command failed", "requests", len(batch), "error", err)
+			resolve(batch, proposalResult{err: err})
+			continue
+		}
+		f := n.raft.Apply(data, n.cfg.ApplyTimeout)
+		select {
+		case n.inflight <- &inflightBatch{future: f, batch: batch}:
+		case <-n.shutdownCh:
+			resolve(batch, proposalResult{err: fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrShutdown)})
+			n.failQueued()
+			return
+		}
+	}
+}
+
+func (n *Node) failQueued() {
+	for {
+		select {
+		case p := <-n.proposals:
+			p.done <- proposalResult{err: ErrShutdown}
+		default:
+			return
+		}
+	}
+}
+
+func resolve(batch []*proposal, r proposalResult) {
+	for _, p := range batch {
+		p.done <- r
+	}
+}
+
+// resolveLoop waits for in-flight entries in log order and hands each proposal its result.
+func (n *Node) resolveLoop() {
+	defer n.wg.Done()
+	for b := range n.inflight {
+		if err := b.future.Error(); err != nil {
+			resolve(b.batch, proposalResult{err: n.classifyApplyError(err)})
+			continue
+		}
+		switch out := b.future.Response().(type) {
+		case []fsm.Result:
+			if len(out) != len(b.batch) {
+				err := fmt.Errorf("cluster: entry %d has %d results for %d requests", b.future.Index(), len(out), len(b.batch))
+				n.log.Error("result count mismatch", "error", err)
+				resolve(b.batch, proposalResult{err: err})
+				continue
+			}
+			for i, p := range b.batch {
+				p.done <- proposalResult{res: out[i]}
+			}
+		case error:
+			n.log.Error("state machine rejected a whole entry", "index", b.future.Index(), "error", out)
+			resolve(b.batch, proposalResult{err: out})
+		default:
+			err := fmt.Errorf("cluster: entry %d: unexpected apply response %T", b.future.Index(), out)
+			n.log.Error("unexpected apply response", "error", err)
+			resolve(b.batch, proposalResult{err: err})
+		}
+	}
+}
+
+// classifyApplyError separates "definitely not applied" from "outcome unknown" (raft's api.go:
+// after ErrLeadershipLost "there is no way to guarantee whether the write succeeded or failed").
+func (n *Node) classifyApplyError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return n.notLeader() // never entered the log
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %w", ErrNoLeader, err) // never entered the log
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrShutdown)
+	default: // ErrLeadershipLost and anything else after the entry may have been appended
+		n.log.Warn("proposal outcome unknown", "error", err)
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+	}
+}

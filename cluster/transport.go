@@ -1,0 +1,61 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// DialFunc opens an outgoing connection for raft traffic. It is the seam where TLS and fault
+// injection (jepsen-lite, tests) plug in.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// streamLayer is raft's network layer: our own listener and dialer, so that TLS and test-time fault
+// injection live in one place instead of inside raft's TCP transport.
+type streamLayer struct {
+	net.Listener
+	advertise net.Addr
+	dial      DialFunc
+}
+
+// newStreamLayer listens on bind and advertises advertise (bind's address when empty).
+func newStreamLayer(bind, advertise string, dial DialFunc) (*streamLayer, error) {
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: raft listen on %s: %w", bind, err)
+	}
+	adv := ln.Addr()
+	if advertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", advertise)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("cluster: raft advertise address %q: %w", advertise, err)
+		}
+		if a.IP == nil || a.IP.IsUnspecified() {
+			ln.Close()
+			return nil, fmt.Errorf("cluster: raft advertise address %q must be a routable IP", advertise)
+		}
+		adv = a
+	} else if tcp, ok := adv.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		ln.Close()
+		return nil, fmt.Errorf("cluster: raft bind address %q is unspecified: set an advertise address", bind)
+	}
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	return &streamLayer{Listener: ln, advertise: adv, dial: dial}, nil
+}
+
+// Dial implements raft.StreamLayer.
+func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.dial(ctx, "tcp", string(addr))
+}
+
+// Addr implements net.Listener with the advertised address, which raft puts in its configuration.
+func (s *streamLayer) Addr() net.Addr { return s.advertise }

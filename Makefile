@@ -3,12 +3,18 @@ GO        ?= go
 BUF       := $(GO) tool -modfile=tools/go.mod buf
 PKGS      := ./...
 
-.PHONY: all build test vet fmt-check proto proto-check bench clean
+.PHONY: all build cluster test vet fmt-check proto proto-check bench clean
 
 all: build
 
+## build: static binaries bin/cairnd and bin/cairnctl.
 build:
-	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -o bin/cairnd ./cmd/node
+	CGO_ENABLED=0 $(GO) build -o bin/cairnctl ./cmd/ctl
+
+## cluster: a local 3-node cluster on loopback in the foreground (data in .cairn/dev); Ctrl-C stops it.
+cluster: build
+	bin/cairnctl dev --cairnd bin/cairnd
 
 ## test: formatting, vet, generated-code freshness, then every test with the race detector.
 test: fmt-check vet proto-check

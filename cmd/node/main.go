@@ -1,0 +1,251 @@
+// Command cairnd runs one Cairn node: raft, the state machine, gossip discovery and the gRPC API.
+//
+// Every node of a cluster runs the same command line apart from its own id and addresses:
+//
+//	cairnd --node-id node1 --data-dir /var/lib/cairn \
+//	  --grpc-bind 0.0.0.0:7101 --grpc-advertise 10.0.0.1:7101 \
+//	  --raft-bind 0.0.0.0:7201 --raft-advertise 10.0.0.1:7201 \
+//	  --gossip-bind 0.0.0.0:7301 --gossip-advertise 10.0.0.1:7301 \
+//	  --join 10.0.0.1:7301,10.0.0.2:7301,10.0.0.3:7301 --bootstrap-expect 3
+//
+// Every flag can also be set from the environment as CAIRN_<FLAG> (upper case, dashes as
+// underscores): --node-id is CAIRN_NODE_ID. A flag on the command line wins over the environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/cairndb/cairn/api"
+	"github.com/cairndb/cairn/cluster"
+	"github.com/cairndb/cairn/fsm"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "cairnd:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+// options are cairnd's settings, from flags and CAIRN_* variables.
+type options struct {
+	nodeID, dataDir                  string
+	grpcBind, grpcAdvertise          string
+	raftBind, raftAdvertise          string
+	gossipBind, gossipAdvertise      string
+	join                             string
+	bootstrapExpect                  int
+	nonVoter                         bool
+	logFormat, logLevel              string
+	heartbeatTimeout                 time.Duration
+	electionTimeout                  time.Duration
+	snapshotThreshold                uint64
+	snapshotInterval                 time.Duration
+	dedupeMaxEvents                  int
+	dedupeMaxAge                     time.Duration
+	maxEventBytes, maxRequestBytes   int
+	maxEventsPerAppend, maxReadLimit int
+	shutdownTimeout                  time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("cairnd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.nodeID, "node-id", "", "this node's stable, unique id (required)")
+	fs.StringVar(&o.dataDir, "data-dir", "data", "directory for raft and event data; belongs to one node id")
+	fs.StringVar(&o.grpcBind, "grpc-bind", "127.0.0.1:7101", "gRPC API listen address")
+	fs.StringVar(&o.grpcAdvertise, "grpc-advertise", "", "gRPC address other nodes and clients use (default: grpc-bind)")
+	fs.StringVar(&o.raftBind, "raft-bind", "127.0.0.1:7201", "raft listen address")
+	fs.StringVar(&o.raftAdvertise, "raft-advertise", "", "raft address other nodes dial (default: raft-bind)")
+	fs.StringVar(&o.gossipBind, "gossip-bind", "127.0.0.1:7301", "memberlist gossip listen address (TCP and UDP)")
+	fs.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address other nodes use (default: gossip-bind)")
+	fs.StringVar(&o.join, "join", "", "comma-separated gossip addresses of nodes to join through")
+	fs.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many voters see each other (0: join an existing one)")
+	fs.BoolVar(&o.nonVoter, "non-voter", false, "run as a read replica: never a voter")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", time.Second, "raft heartbeat timeout")
+	fs.DurationVar(&o.electionTimeout, "election-timeout", time.Second, "raft election timeout")
+	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 8192, "raft entries between snapshots")
+	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether to snapshot")
+	fs.IntVar(&o.dedupeMaxEvents, "dedupe-max-events", fsm.DefaultDedupeMaxEvents, "idempotency window: most recent events remembered by id (same on every node)")
+	fs.DurationVar(&o.dedupeMaxAge, "dedupe-max-age", fsm.DefaultDedupeMaxAge, "idempotency window: age in commit time (same on every node; negative: unbounded)")
+	fs.IntVar(&o.maxEventBytes, "max-event-bytes", api.DefaultMaxEventBytes, "largest event accepted (data+metadata+type+content type+tags)")
+	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", api.DefaultMaxRequestBytes, "largest append request accepted")
+	fs.IntVar(&o.maxEventsPerAppend, "max-events-per-append", api.DefaultMaxEventsPerAppend, "most events in one append")
+	fs.IntVar(&o.maxReadLimit, "max-read-limit", api.DefaultMaxReadLimit, "most events one read returns")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if o.nodeID == "" {
+		return nil, fmt.Errorf("%w: --node-id (or CAIRN_NODE_ID) is required", errUsage)
+	}
+	if o.grpcAdvertise == "" {
+		o.grpcAdvertise = o.grpcBind
+	}
+	return o, nil
+}
+
+// applyEnv sets every flag not given on the command line from CAIRN_<NAME>, if set.
+func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		env := "CAIRN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookup(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: %w", errUsage, level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("%w: --log-format %q: want text or json", errUsage, format)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// apiNode adapts *cluster.Node to api.Node.
+type apiNode struct{ *cluster.Node }
+
+// Store returns the local state machine.
+func (a apiNode) Store() api.Store { return a.FSM() }
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o.logFormat, o.logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	log = log.With("node", o.nodeID)
+	log.Warn("SECURITY: running without TLS or authentication (dev mode); every channel is plaintext and open to anyone who can reach it")
+
+	apiCfg := api.DefaultConfig()
+	apiCfg.MaxEventBytes, apiCfg.MaxRequestBytes = o.maxEventBytes, o.maxRequestBytes
+	apiCfg.MaxEventsPerAppend, apiCfg.MaxReadLimit = o.maxEventsPerAppend, o.maxReadLimit
+
+	ln, err := net.Listen("tcp", o.grpcBind)
+	if err != nil {
+		return fmt.Errorf("grpc listen on %s: %w", o.grpcBind, err)
+	}
+	defer ln.Close()
+
+	fcfg := fsm.Config{Dedupe: fsm.DedupeHorizon{MaxEvents: o.dedupeMaxEvents, MaxAge: o.dedupeMaxAge}}
+	// The FSM's record limit must stay above the api's event limit (see api.Config.MaxEventBytes).
+	fcfg.Segment.MaxRecordBytes = max(16<<20, 2*o.maxEventBytes+64<<10)
+	node, err := cluster.Open(cluster.Config{
+		NodeID: o.nodeID, DataDir: o.dataDir,
+		RaftBind: o.raftBind, RaftAdvertise: o.raftAdvertise,
+		GRPCAdvertise: o.grpcAdvertise,
+		GossipBind:    o.gossipBind, GossipAdvertise: o.gossipAdvertise,
+		Join: splitList(o.join), BootstrapExpect: o.bootstrapExpect, NonVoter: o.nonVoter,
+		HeartbeatTimeout: o.heartbeatTimeout, ElectionTimeout: o.electionTimeout,
+		SnapshotThreshold: o.snapshotThreshold, SnapshotInterval: o.snapshotInterval,
+		FSM: fcfg, Version: version, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	svc := api.NewService(apiNode{node}, apiCfg, log)
+	srv := grpc.NewServer(api.ServerOptions(svc.Config())...)
+	svc.Register(srv)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("cairnd started", "version", version, "grpc", ln.Addr().String(), "raft", node.RaftAddr(),
+		"gossip", node.GossipAddr(), "data_dir", o.dataDir, "bootstrap_expect", o.bootstrapExpect)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	var runErr error
+	select {
+	case s := <-sig:
+		log.Info("shutting down", "signal", s.String())
+	case err := <-serveErr:
+		runErr = fmt.Errorf("grpc server stopped: %w", err)
+		log.Error("grpc server stopped", "error", err)
+	case <-ctx.Done():
+		log.Info("shutting down", "reason", ctx.Err())
+	}
+	return errors.Join(runErr, shutdown(log, o.shutdownTimeout, svc, srv, node))
+}
+
+// shutdown stops serving new requests, lets in-flight ones finish, transfers leadership and
+// closes the node, within timeout; a second signal is not needed — past the timeout, connections
+// are cut.
+func shutdown(log *slog.Logger, timeout time.Duration, svc *api.Service, srv *grpc.Server, node *cluster.Node) error {
+	svc.SetServing(false)
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(timeout / 2):
+		log.Warn("in-flight requests did not finish in time; closing connections")
+		srv.Stop()
+	}
+	err := errors.Join(node.Close(), svc.Close())
+	if err != nil {
+		log.Error("shutdown finished with errors", "error", err)
+	} else {
+		log.Info("shutdown complete")
+	}
+	return err
+}

@@ -129,53 +129,75 @@ func checkRecord(t testing.TB, what string, got, want Record) {
 // Read of every position, and full scans both ways.
 func checkLog(t testing.TB, l *Log, want []Record) {
 	t.Helper()
+	if err := verifyLog(l, want); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func verifyLog(l *Log, want []Record) error {
 	var first, last, lastIdx uint64
 	if len(want) > 0 {
 		first, last, lastIdx = want[0].Position, want[len(want)-1].Position, want[len(want)-1].Index
 	}
 	if l.FirstPosition() != first || l.LastPosition() != last || l.LastIndex() != lastIdx {
-		t.Fatalf("bounds: first=%d last=%d lastIndex=%d, want %d %d %d",
+		return fmt.Errorf("bounds: first=%d last=%d lastIndex=%d, want %d %d %d",
 			l.FirstPosition(), l.LastPosition(), l.LastIndex(), first, last, lastIdx)
 	}
 	for _, w := range want {
 		got, err := l.Read(w.Position)
 		if err != nil {
-			t.Fatalf("Read(%d): %v", w.Position, err)
+			return fmt.Errorf("Read(%d): %w", w.Position, err)
 		}
-		checkRecord(t, fmt.Sprintf("Read(%d)", w.Position), got, w)
+		if !sameRecord(got, w) {
+			return fmt.Errorf("Read(%d):\n got: %+v\nwant: %+v", w.Position, got, w)
+		}
 	}
 	if _, err := l.Read(last + 1); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Read(last+1=%d) = %v, want ErrNotFound", last+1, err)
+		return fmt.Errorf("Read(last+1=%d) = %v, want ErrNotFound", last+1, err)
 	}
-	got := scanAll(t, l, 0, Forward)
-	if len(got) != len(want) {
-		t.Fatalf("forward scan: %d records, want %d", len(got), len(want))
+	for _, dir := range []Direction{Forward, Backward} {
+		from := uint64(0)
+		if dir == Backward {
+			from = math.MaxUint64
+		}
+		got, err := collect(l, from, dir)
+		if err != nil {
+			return fmt.Errorf("scan %v: %w", dir, err)
+		}
+		if len(got) != len(want) {
+			return fmt.Errorf("scan %v: %d records, want %d", dir, len(got), len(want))
+		}
+		for i := range got {
+			w := want[i]
+			if dir == Backward {
+				w = want[len(want)-1-i]
+			}
+			if !sameRecord(got[i], w) {
+				return fmt.Errorf("scan %v record %d:\n got: %+v\nwant: %+v", dir, i, got[i], w)
+			}
+		}
 	}
-	for i := range got {
-		checkRecord(t, "forward scan", got[i], want[i])
-	}
-	got = scanAll(t, l, math.MaxUint64, Backward)
-	if len(got) != len(want) {
-		t.Fatalf("backward scan: %d records, want %d", len(got), len(want))
-	}
-	for i := range got {
-		checkRecord(t, "backward scan", got[i], want[len(want)-1-i])
-	}
+	return nil
 }
 
 // scanAll collects deep copies of every record an iterator yields.
 func scanAll(t testing.TB, l *Log, from uint64, dir Direction) []Record {
 	t.Helper()
+	out, err := collect(l, from, dir)
+	if err != nil {
+		t.Fatalf("Scan(%d, %v): %v", from, dir, err)
+	}
+	return out
+}
+
+func collect(l *Log, from uint64, dir Direction) ([]Record, error) {
 	it := l.Scan(from, dir)
 	defer it.Close()
 	var out []Record
 	for it.Next() {
 		out = append(out, cloneRecord(*it.Record()))
 	}
-	if err := it.Err(); err != nil {
-		t.Fatalf("Scan(%d, %v): %v", from, dir, err)
-	}
-	return out
+	return out, it.Err()
 }
 
 func cloneRecord(r Record) Record {
@@ -240,3 +262,5 @@ func (h recordingHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h recordingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h recordingHandler) WithGroup(string) slog.Handler      { return h }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

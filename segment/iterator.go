@@ -140,27 +140,29 @@ func (it *Iterator) locate(pos uint64) error {
 	return nil
 }
 
-// fill reads a chunk of it.seg covering [off, end), extending ahead in the scan direction.
+// fill reads a chunk of it.seg covering [off, end), extending ahead in the scan direction
+// by up to it.chunk bytes. Chunks start small and double, so short scans stay cheap and
+// long ones read large blocks.
 func (it *Iterator) fill(off, end int64) error {
-	need := int(end - off)
-	size := max(it.chunk, need)
-	if len(it.buf) < size {
-		it.buf = make([]byte, size)
-	}
+	size := int64(max(it.chunk, int(end-off)))
 	if it.chunk < scanChunk {
 		it.chunk *= 2
 	}
 	var start, stop int64
 	if it.dir == Forward {
-		start, stop = off, min(off+int64(size), it.end)
+		start, stop = off, min(off+size, it.end)
 	} else {
-		start, stop = max(fileHeaderSize, end-int64(size)), end
+		start, stop = max(fileHeaderSize, end-size), end
+	}
+	n := int(stop - start)
+	if len(it.buf) < n {
+		it.buf = make([]byte, n)
 	}
 	it.bufSeg = nil
-	if err := readAt(it.seg, it.buf[:stop-start], start); err != nil {
+	if err := readAt(it.seg, it.buf[:n], start); err != nil {
 		return err
 	}
-	it.bufSeg, it.bufOff, it.bufN = it.seg, start, int(stop-start)
+	it.bufSeg, it.bufOff, it.bufN = it.seg, start, n
 	return nil
 }
 

@@ -250,8 +250,8 @@ type scanResult struct {
 // at the first invalid record and never looks past it. The error is for I/O failures only.
 func (sc *scanner) scan(f *os.File, path string, base, minIndex uint64, size int64) (scanResult, error) {
 	res := scanResult{batchEnd: fileHeaderSize, lastIndex: minIndex}
-	if sc.buf == nil {
-		sc.buf = make([]byte, scanChunk)
+	if want := int(min(size, scanChunk)); len(sc.buf) < want {
+		sc.buf = make([]byte, want)
 	}
 	var bufOff int64 // file offset of sc.buf[0]
 	bufN := 0        // valid bytes in sc.buf

@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -221,4 +223,37 @@ func TestForwardFailure(t *testing.T) {
 	}
 	_, err = follower.events.Read(ctx, &cairnpb.ReadRequest{Stream: "s"})
 	wantStatus(t, err, codes.Unavailable, ReasonShuttingDown)
+}
+
+// TestForwardConcurrent: concurrent clients share the pooled connection to the leader.
+func TestForwardConcurrent(t *testing.T) {
+	leader, follower := leaderAndFollower(t)
+	ctx := ctxT(t)
+	const workers, each = 8, 10
+	errs := make(chan error, workers*each)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				_, err := follower.events.Append(ctx, &cairnpb.AppendRequest{Stream: fmt.Sprintf("s-%d", w),
+					Events: []*cairnpb.EventData{evt(1000+w*each+i, "A")}})
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := leader.node.fsm.LastPosition(); got != workers*each {
+		t.Fatalf("leader has %d events, want %d", got, workers*each)
+	}
+	if s := follower.svc.Stats(); s.Forwarded != workers*each || s.ConnsDropped != 0 {
+		t.Fatalf("stats %+v", s)
+	}
 }

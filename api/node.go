@@ -32,9 +32,16 @@ type Node interface {
 	Status(ctx context.Context, withMemberLag bool) (*cairnpb.StatusResponse, error)
 }
 
-// Store is the read side of the local state machine.
+// Store is the read side of the local state machine (*fsm.FSM implements it). Returned records
+// are owned by the caller.
 type Store interface {
+	// ReadStream returns up to limit events of a stream from revision from (inclusive; fsm.Start
+	// and fsm.End are sentinels) in direction dir. It fails with fsm.ErrStreamNotFound for a
+	// stream without events and fsm.ErrStreamTombstoned for a tombstoned one.
 	ReadStream(name string, from uint64, dir fsm.Direction, limit int) ([]fsm.RecordedEvent, error)
+	// ReadAll returns up to limit records of the global log from position from (inclusive;
+	// sentinels as above), tombstone records included (Kind fsm.KindTombstone).
 	ReadAll(from uint64, dir fsm.Direction, limit int) ([]fsm.RecordedEvent, error)
+	// Stream returns the stream's current state.
 	Stream(name string) fsm.StreamInfo
 }

@@ -131,7 +131,12 @@ func (s *Service) propose(ctx context.Context, req *fsmpb.Request) (fsm.Result, 
 	return res, nil
 }
 
-// Append implements cairnpb.EventsServer.
+// Append implements cairnpb.EventsServer. It validates the request (nothing invalid reaches
+// Propose), gives events without an id a random v4 UUID, proposes the append through the Node and
+// returns the committed result, or the original result when every event id is already stored
+// (idempotent retry). On a follower it forwards the request to the leader, one hop, unless
+// require_leader is set; then it answers UNAVAILABLE with a NotLeader detail. Errors follow the
+// table in DESIGN.md.
 func (s *Service) Append(ctx context.Context, req *cairnpb.AppendRequest) (*cairnpb.AppendResponse, error) {
 	const op = "append"
 	cmd, err := s.validateAppend(req)
@@ -169,7 +174,9 @@ func (s *Service) Append(ctx context.Context, req *cairnpb.AppendRequest) (*cair
 	}, nil
 }
 
-// AppendMulti implements cairnpb.EventsServer.
+// AppendMulti implements cairnpb.EventsServer: Append for several distinct streams at once,
+// atomically. Parts without events are check-only conditions; every violated condition is
+// reported in one WrongExpectedRevision detail. Results are in request order.
 func (s *Service) AppendMulti(ctx context.Context, req *cairnpb.AppendMultiRequest) (*cairnpb.AppendMultiResponse, error) {
 	const op = "append_multi"
 	cmd, err := s.validateAppendMulti(req)
@@ -217,7 +224,12 @@ func (s *Service) AppendMulti(ctx context.Context, req *cairnpb.AppendMultiReque
 	return out, nil
 }
 
-// Read implements cairnpb.EventsServer.
+// Read implements cairnpb.EventsServer. It passes the read fence for the requested consistency
+// (UNSPECIFIED is LINEARIZABLE), forwarding LINEARIZABLE and LEADER reads from a follower to the
+// leader, then reads the local store in pages: up to limit events (0 means
+// Config.DefaultReadLimit, larger than Config.MaxReadLimit is clamped) and at most
+// Config.MaxResponseBytes of them, always at least one when one exists. end_of_stream is true only
+// when the read reached the end (forward) or revision 0 (backward). served_by is always set.
 func (s *Service) Read(ctx context.Context, req *cairnpb.ReadRequest) (*cairnpb.ReadResponse, error) {
 	const op = "read"
 	p, err := s.validateRead(req)
@@ -245,7 +257,11 @@ func (s *Service) Read(ctx context.Context, req *cairnpb.ReadRequest) (*cairnpb.
 	return &cairnpb.ReadResponse{Events: res.events, ServedBy: servedBy(info), EndOfStream: res.end}, nil
 }
 
-// ReadAll implements cairnpb.EventsServer.
+// ReadAll implements cairnpb.EventsServer: like Read, over the global log, with an optional
+// filter. It examines at most Config.MaxScanRecords records per call and returns
+// checkpoint_position, the last position examined, so a client resumes a sparse filtered read at
+// checkpoint_position+1 (forward) or -1 (backward). $all includes tombstone records as events of
+// type TombstoneEventType without an id; filters apply to them like to any event.
 func (s *Service) ReadAll(ctx context.Context, req *cairnpb.ReadAllRequest) (*cairnpb.ReadAllResponse, error) {
 	const op = "read_all"
 	p, err := s.validateReadAll(req)

@@ -201,3 +201,24 @@ func TestUUID(t *testing.T) {
 		t.Errorf("upper case refused: %v", err)
 	}
 }
+
+// TestOversizeRequestDefaults: with the default limits and ServerOptions, a request above
+// MaxRequestBytes (and above gRPC's default 4 MiB) reaches the service and gets the typed error.
+func TestOversizeRequestDefaults(t *testing.T) {
+	node := newFakeNode(t, "n1")
+	ts := mustNewServer(t, node)
+	var evs []*cairnpb.EventData
+	for i := range 6 {
+		e := evt(i+1, "A")
+		e.Data = bytes.Repeat([]byte("x"), 900<<10)
+		evs = append(evs, e)
+	}
+	_, err := ts.events.Append(ctxT(t), &cairnpb.AppendRequest{Stream: "s", Events: evs})
+	st := wantStatus(t, err, codes.ResourceExhausted, ReasonLimitExceeded)
+	if d := detailOf[*cairnpb.LimitExceeded](t, st); d.GetLimit() != "request_bytes" || d.GetMax() != DefaultMaxRequestBytes {
+		t.Fatalf("detail %v", d)
+	}
+	if node.proposalCount() != 0 {
+		t.Fatal("oversize request reached Propose")
+	}
+}

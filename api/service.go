@@ -174,6 +174,39 @@ func (s *Service) Append(ctx context.Context, req *cairnpb.AppendRequest) (*cair
 	}, nil
 }
 
+// Tombstone implements cairnpb.EventsServer: it tombstones a stream if the expected revision
+// holds, with the same forwarding rules as Append. Tombstoning is not idempotent: a retry after
+// an unknown outcome finds the stream tombstoned (FAILED_PRECONDITION).
+func (s *Service) Tombstone(ctx context.Context, req *cairnpb.TombstoneRequest) (*cairnpb.TombstoneResponse, error) {
+	const op = "tombstone"
+	cmd, err := s.validateTombstone(req)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	res, err := s.propose(ctx, cmd)
+	if err != nil {
+		if addr, ok := s.forwardTarget(ctx, op, err, req.GetRequireLeader()); ok {
+			resp, err := forward(ctx, s, op, addr, true,
+				func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.TombstoneResponse, error) {
+					return c.Tombstone(ctx, req)
+				})
+			if err != nil {
+				return nil, s.fail(ctx, op, err)
+			}
+			return resp, nil
+		}
+		return nil, s.fail(ctx, op, err)
+	}
+	if len(res.Streams) != 1 {
+		return nil, s.fail(ctx, op, fmt.Errorf("tombstone: state machine returned %d stream results, want 1", len(res.Streams)))
+	}
+	return &cairnpb.TombstoneResponse{
+		Position:   res.Streams[0].FirstPosition,
+		LogIndex:   res.LogIndex,
+		CommitTime: commitTime(res.Timestamp),
+	}, nil
+}
+
 // AppendMulti implements cairnpb.EventsServer: Append for several distinct streams at once,
 // atomically. Parts without events are check-only conditions; every violated condition is
 // reported in one WrongExpectedRevision detail. Results are in request order.

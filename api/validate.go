@@ -198,6 +198,19 @@ func (s *Service) validateAppend(req *cairnpb.AppendRequest) (*fsmpb.Request, er
 	}}}}}, nil
 }
 
+// validateTombstone checks a Tombstone and builds its command request.
+func (s *Service) validateTombstone(req *cairnpb.TombstoneRequest) (*fsmpb.Request, error) {
+	var b badRequest
+	s.checkName(&b, "stream", req.GetStream(), true)
+	exp := checkExpected(&b, "expected", req.GetExpected())
+	if err := b.err(); err != nil {
+		return nil, err
+	}
+	return &fsmpb.Request{Kind: &fsmpb.Request_Tombstone{Tombstone: &fsmpb.TombstoneRequest{
+		Stream: req.GetStream(), Expected: exp,
+	}}}, nil
+}
+
 // validateAppendMulti checks an AppendMulti: at least one part, distinct streams, at least one
 // event in total (parts without events are check-only conditions), and builds its request.
 func (s *Service) validateAppendMulti(req *cairnpb.AppendMultiRequest) (*fsmpb.Request, error) {

@@ -1409,6 +1409,129 @@ func (x *ReadAllResponse) GetEndOfLog() bool {
 	return false
 }
 
+// TombstoneRequest tombstones one stream.
+type TombstoneRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stream        string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Expected      *ExpectedRevision      `protobuf:"bytes,2,opt,name=expected,proto3" json:"expected,omitempty"`
+	RequireLeader bool                   `protobuf:"varint,3,opt,name=require_leader,json=requireLeader,proto3" json:"require_leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TombstoneRequest) Reset() {
+	*x = TombstoneRequest{}
+	mi := &file_cairn_v1_events_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TombstoneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TombstoneRequest) ProtoMessage() {}
+
+func (x *TombstoneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TombstoneRequest.ProtoReflect.Descriptor instead.
+func (*TombstoneRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TombstoneRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *TombstoneRequest) GetExpected() *ExpectedRevision {
+	if x != nil {
+		return x.Expected
+	}
+	return nil
+}
+
+func (x *TombstoneRequest) GetRequireLeader() bool {
+	if x != nil {
+		return x.RequireLeader
+	}
+	return false
+}
+
+// TombstoneResponse describes a committed tombstone.
+type TombstoneResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position of the tombstone record in $all.
+	Position      uint64                 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	LogIndex      uint64                 `protobuf:"varint,2,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	CommitTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=commit_time,json=commitTime,proto3" json:"commit_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TombstoneResponse) Reset() {
+	*x = TombstoneResponse{}
+	mi := &file_cairn_v1_events_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TombstoneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TombstoneResponse) ProtoMessage() {}
+
+func (x *TombstoneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TombstoneResponse.ProtoReflect.Descriptor instead.
+func (*TombstoneResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TombstoneResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *TombstoneResponse) GetLogIndex() uint64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
+func (x *TombstoneResponse) GetCommitTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CommitTime
+	}
+	return nil
+}
+
 var File_cairn_v1_events_proto protoreflect.FileDescriptor
 
 const file_cairn_v1_events_proto_rawDesc = "" +
@@ -1521,7 +1644,16 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\tserved_by\x18\x02 \x01(\v2\x12.cairn.v1.ServedByR\bservedBy\x12/\n" +
 	"\x13checkpoint_position\x18\x03 \x01(\x04R\x12checkpointPosition\x12\x1c\n" +
 	"\n" +
-	"end_of_log\x18\x04 \x01(\bR\bendOfLog*U\n" +
+	"end_of_log\x18\x04 \x01(\bR\bendOfLog\"\x89\x01\n" +
+	"\x10TombstoneRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x126\n" +
+	"\bexpected\x18\x02 \x01(\v2\x1a.cairn.v1.ExpectedRevisionR\bexpected\x12%\n" +
+	"\x0erequire_leader\x18\x03 \x01(\bR\rrequireLeader\"\x89\x01\n" +
+	"\x11TombstoneResponse\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\x12\x1b\n" +
+	"\tlog_index\x18\x02 \x01(\x04R\blogIndex\x12;\n" +
+	"\vcommit_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"commitTime*U\n" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11DIRECTION_FORWARD\x10\x01\x12\x16\n" +
@@ -1530,12 +1662,13 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x16\n" +
 	"\x12CONSISTENCY_LEADER\x10\x02\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x032\x88\x02\n" +
+	"\x11CONSISTENCY_STALE\x10\x032\xce\x02\n" +
 	"\x06Events\x12;\n" +
 	"\x06Append\x12\x17.cairn.v1.AppendRequest\x1a\x18.cairn.v1.AppendResponse\x12J\n" +
 	"\vAppendMulti\x12\x1c.cairn.v1.AppendMultiRequest\x1a\x1d.cairn.v1.AppendMultiResponse\x125\n" +
 	"\x04Read\x12\x15.cairn.v1.ReadRequest\x1a\x16.cairn.v1.ReadResponse\x12>\n" +
-	"\aReadAll\x12\x18.cairn.v1.ReadAllRequest\x1a\x19.cairn.v1.ReadAllResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
+	"\aReadAll\x12\x18.cairn.v1.ReadAllRequest\x1a\x19.cairn.v1.ReadAllResponse\x12D\n" +
+	"\tTombstone\x12\x1a.cairn.v1.TombstoneRequest\x1a\x1b.cairn.v1.TombstoneResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
 
 var (
 	file_cairn_v1_events_proto_rawDescOnce sync.Once
@@ -1550,7 +1683,7 @@ func file_cairn_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cairn_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_cairn_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_cairn_v1_events_proto_goTypes = []any{
 	(Direction)(0),                // 0: cairn.v1.Direction
 	(Consistency)(0),              // 1: cairn.v1.Consistency
@@ -1571,23 +1704,25 @@ var file_cairn_v1_events_proto_goTypes = []any{
 	(*Filter)(nil),                // 16: cairn.v1.Filter
 	(*ReadAllRequest)(nil),        // 17: cairn.v1.ReadAllRequest
 	(*ReadAllResponse)(nil),       // 18: cairn.v1.ReadAllResponse
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*TombstoneRequest)(nil),      // 19: cairn.v1.TombstoneRequest
+	(*TombstoneResponse)(nil),     // 20: cairn.v1.TombstoneResponse
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
 }
 var file_cairn_v1_events_proto_depIdxs = []int32{
 	2,  // 0: cairn.v1.ExpectedRevision.kind:type_name -> cairn.v1.ExpectedRevision.Kind
 	3,  // 1: cairn.v1.AppendRequest.expected:type_name -> cairn.v1.ExpectedRevision
 	4,  // 2: cairn.v1.AppendRequest.events:type_name -> cairn.v1.EventData
-	19, // 3: cairn.v1.AppendResponse.commit_time:type_name -> google.protobuf.Timestamp
+	21, // 3: cairn.v1.AppendResponse.commit_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: cairn.v1.StreamAppend.expected:type_name -> cairn.v1.ExpectedRevision
 	4,  // 5: cairn.v1.StreamAppend.events:type_name -> cairn.v1.EventData
 	7,  // 6: cairn.v1.AppendMultiRequest.appends:type_name -> cairn.v1.StreamAppend
 	9,  // 7: cairn.v1.AppendMultiResponse.results:type_name -> cairn.v1.StreamAppendResult
-	19, // 8: cairn.v1.AppendMultiResponse.commit_time:type_name -> google.protobuf.Timestamp
+	21, // 8: cairn.v1.AppendMultiResponse.commit_time:type_name -> google.protobuf.Timestamp
 	1,  // 9: cairn.v1.ReadOptions.consistency:type_name -> cairn.v1.Consistency
-	20, // 10: cairn.v1.ReadOptions.max_staleness:type_name -> google.protobuf.Duration
-	20, // 11: cairn.v1.ServedBy.last_contact:type_name -> google.protobuf.Duration
-	19, // 12: cairn.v1.RecordedEvent.commit_time:type_name -> google.protobuf.Timestamp
+	22, // 10: cairn.v1.ReadOptions.max_staleness:type_name -> google.protobuf.Duration
+	22, // 11: cairn.v1.ServedBy.last_contact:type_name -> google.protobuf.Duration
+	21, // 12: cairn.v1.RecordedEvent.commit_time:type_name -> google.protobuf.Timestamp
 	0,  // 13: cairn.v1.ReadRequest.direction:type_name -> cairn.v1.Direction
 	11, // 14: cairn.v1.ReadRequest.options:type_name -> cairn.v1.ReadOptions
 	13, // 15: cairn.v1.ReadResponse.events:type_name -> cairn.v1.RecordedEvent
@@ -1597,19 +1732,23 @@ var file_cairn_v1_events_proto_depIdxs = []int32{
 	11, // 19: cairn.v1.ReadAllRequest.options:type_name -> cairn.v1.ReadOptions
 	13, // 20: cairn.v1.ReadAllResponse.events:type_name -> cairn.v1.RecordedEvent
 	12, // 21: cairn.v1.ReadAllResponse.served_by:type_name -> cairn.v1.ServedBy
-	5,  // 22: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
-	8,  // 23: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
-	14, // 24: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
-	17, // 25: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
-	6,  // 26: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
-	10, // 27: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
-	15, // 28: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
-	18, // 29: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
-	26, // [26:30] is the sub-list for method output_type
-	22, // [22:26] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	3,  // 22: cairn.v1.TombstoneRequest.expected:type_name -> cairn.v1.ExpectedRevision
+	21, // 23: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
+	5,  // 24: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
+	8,  // 25: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
+	14, // 26: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
+	17, // 27: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
+	19, // 28: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
+	6,  // 29: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
+	10, // 30: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
+	15, // 31: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
+	18, // 32: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
+	20, // 33: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
+	29, // [29:34] is the sub-list for method output_type
+	24, // [24:29] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_events_proto_init() }
@@ -1623,7 +1762,7 @@ func file_cairn_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_events_proto_rawDesc), len(file_cairn_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	Events_AppendMulti_FullMethodName = "/cairn.v1.Events/AppendMulti"
 	Events_Read_FullMethodName        = "/cairn.v1.Events/Read"
 	Events_ReadAll_FullMethodName     = "/cairn.v1.Events/ReadAll"
+	Events_Tombstone_FullMethodName   = "/cairn.v1.Events/Tombstone"
 )
 
 // EventsClient is the client API for Events service.
@@ -49,6 +50,10 @@ type EventsClient interface {
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
 	// ReadAll returns events of the global log ($all), optionally filtered.
 	ReadAll(ctx context.Context, in *ReadAllRequest, opts ...grpc.CallOption) (*ReadAllResponse, error)
+	// Tombstone deletes a stream for good, if the expected revision holds: it can never be written
+	// again (appends fail with FAILED_PRECONDITION) and reads of it fail with FAILED_PRECONDITION.
+	// The tombstone takes a position in $all.
+	Tombstone(ctx context.Context, in *TombstoneRequest, opts ...grpc.CallOption) (*TombstoneResponse, error)
 }
 
 type eventsClient struct {
@@ -99,6 +104,16 @@ func (c *eventsClient) ReadAll(ctx context.Context, in *ReadAllRequest, opts ...
 	return out, nil
 }
 
+func (c *eventsClient) Tombstone(ctx context.Context, in *TombstoneRequest, opts ...grpc.CallOption) (*TombstoneResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TombstoneResponse)
+	err := c.cc.Invoke(ctx, Events_Tombstone_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventsServer is the server API for Events service.
 // All implementations must embed UnimplementedEventsServer
 // for forward compatibility.
@@ -117,6 +132,10 @@ type EventsServer interface {
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
 	// ReadAll returns events of the global log ($all), optionally filtered.
 	ReadAll(context.Context, *ReadAllRequest) (*ReadAllResponse, error)
+	// Tombstone deletes a stream for good, if the expected revision holds: it can never be written
+	// again (appends fail with FAILED_PRECONDITION) and reads of it fail with FAILED_PRECONDITION.
+	// The tombstone takes a position in $all.
+	Tombstone(context.Context, *TombstoneRequest) (*TombstoneResponse, error)
 	mustEmbedUnimplementedEventsServer()
 }
 
@@ -138,6 +157,9 @@ func (UnimplementedEventsServer) Read(context.Context, *ReadRequest) (*ReadRespo
 }
 func (UnimplementedEventsServer) ReadAll(context.Context, *ReadAllRequest) (*ReadAllResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadAll not implemented")
+}
+func (UnimplementedEventsServer) Tombstone(context.Context, *TombstoneRequest) (*TombstoneResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Tombstone not implemented")
 }
 func (UnimplementedEventsServer) mustEmbedUnimplementedEventsServer() {}
 func (UnimplementedEventsServer) testEmbeddedByValue()                {}
@@ -232,6 +254,24 @@ func _Events_ReadAll_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Events_Tombstone_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TombstoneRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventsServer).Tombstone(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Events_Tombstone_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventsServer).Tombstone(ctx, req.(*TombstoneRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Events_ServiceDesc is the grpc.ServiceDesc for Events service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -254,6 +294,10 @@ var Events_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadAll",
 			Handler:    _Events_ReadAll_Handler,
+		},
+		{
+			MethodName: "Tombstone",
+			Handler:    _Events_Tombstone_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,143 @@
+package client
+
+import (
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// Defaults of the client's options.
+const (
+	// DefaultMaxAttempts bounds the attempts of one call (the first try plus retries).
+	DefaultMaxAttempts = 10
+	// DefaultBackoffBase is the delay before the first retry; it doubles per retry, with jitter.
+	DefaultBackoffBase = 50 * time.Millisecond
+	// DefaultBackoffMax caps the delay between retries.
+	DefaultBackoffMax = time.Second
+	// DefaultTimeout bounds a call whose context has no deadline.
+	DefaultTimeout = 30 * time.Second
+	// maxMessageBytes is the gRPC message limit the client uses in both directions: above the
+	// server's 4 MiB request bound, so that the server's typed LIMIT_EXCEEDED answer is what the
+	// caller sees, and above its ~4 MiB response bound.
+	maxMessageBytes = 16 << 20
+)
+
+// config is what Options set.
+type config struct {
+	dialOpts       []grpc.DialOption
+	creds          credentials.TransportCredentials
+	maxAttempts    int
+	backoffBase    time.Duration
+	backoffMax     time.Duration
+	defaultTimeout time.Duration
+	readYourWrites bool
+	leaderRouting  bool
+	staleAddr      string
+}
+
+func defaultConfig() config {
+	return config{
+		maxAttempts:    DefaultMaxAttempts,
+		backoffBase:    DefaultBackoffBase,
+		backoffMax:     DefaultBackoffMax,
+		defaultTimeout: DefaultTimeout,
+		readYourWrites: true,
+		leaderRouting:  true,
+	}
+}
+
+// Option configures a Client in New.
+type Option func(*config)
+
+// WithDialOptions adds gRPC dial options to every connection the client opens (interceptors,
+// keepalive, a custom dialer). Options given later override earlier ones, as in grpc.NewClient.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(c *config) { c.dialOpts = append(c.dialOpts, opts...) }
+}
+
+// WithTransportCredentials sets the transport credentials (e.g. TLS) of every connection. The
+// default is insecure (plaintext) credentials, for development clusters.
+func WithTransportCredentials(creds credentials.TransportCredentials) Option {
+	return func(c *config) { c.creds = creds }
+}
+
+// WithMaxAttempts bounds the attempts of each call, the first included (default
+// DefaultMaxAttempts). n < 1 means 1: no retries.
+func WithMaxAttempts(n int) Option {
+	return func(c *config) { c.maxAttempts = max(n, 1) }
+}
+
+// WithBackoff sets the delay before the first retry and the cap of the exponentially growing
+// delay (defaults DefaultBackoffBase and DefaultBackoffMax). Each delay is jittered between half
+// and all of its nominal value. Non-positive values keep the defaults.
+func WithBackoff(base, maxDelay time.Duration) Option {
+	return func(c *config) {
+		if base > 0 {
+			c.backoffBase = base
+		}
+		if maxDelay > 0 {
+			c.backoffMax = maxDelay
+		}
+	}
+}
+
+// WithDefaultTimeout bounds calls whose context has no deadline (default DefaultTimeout). Zero
+// or a negative value leaves such calls unbounded, except by the number of attempts; note that
+// a Stale read with a minimum log index then waits as long as the serving node needs.
+func WithDefaultTimeout(d time.Duration) Option {
+	return func(c *config) { c.defaultTimeout = d }
+}
+
+// WithReadYourWrites turns the read-your-writes token on (the default) or off. When on, Stale
+// reads ask the serving node to wait until it has applied the highest log index the client has
+// seen (from append results and from reads), so a client reading from followers sees its own
+// writes and never sees time go backwards. Off, Stale reads see whatever the node has applied.
+func WithReadYourWrites(enabled bool) Option {
+	return func(c *config) { c.readYourWrites = enabled }
+}
+
+// WithLeaderRouting turns leader routing on (the default) or off. When on, writes and
+// Linearizable/Leader reads go straight to the leader once the client knows its address (from
+// NotLeader answers and Status); when off they go to the configured addresses in turn and the
+// server forwards them. Turn it off when the addresses nodes advertise to each other are not
+// reachable from the client (NAT, port mapping).
+func WithLeaderRouting(enabled bool) Option {
+	return func(c *config) { c.leaderRouting = enabled }
+}
+
+// WithStaleReadAddress sends every Stale read to addr (for instance the node in the client's own
+// zone) instead of the configured addresses in turn. A CallOption ToAddress overrides it.
+func WithStaleReadAddress(addr string) Option {
+	return func(c *config) { c.staleAddr = addr }
+}
+
+// callConfig is what CallOptions set.
+type callConfig struct {
+	addr          string
+	maxAttempts   int
+	requireLeader bool
+}
+
+// CallOption configures one call.
+type CallOption func(*callConfig)
+
+// ToAddress sends every attempt of the call to addr, and to no other node: no leader routing, no
+// redirection (an ErrNotLeader answer is returned, not followed). Use it to ask one node for its
+// own view (Status, Health) or to read from one node.
+func ToAddress(addr string) CallOption {
+	return func(c *callConfig) { c.addr = addr }
+}
+
+// MaxAttempts bounds the call's attempts, the first included, overriding WithMaxAttempts.
+// n < 1 means 1.
+func MaxAttempts(n int) CallOption {
+	return func(c *callConfig) { c.maxAttempts = max(n, 1) }
+}
+
+// RequireLeader makes an append fail with ErrNotLeader on a follower, naming the leader, instead
+// of being forwarded by the follower. The client then retries at the named leader (unless the
+// call is pinned with ToAddress). It has no effect on reads.
+func RequireLeader() CallOption {
+	return func(c *callConfig) { c.requireLeader = true }
+}

@@ -58,6 +58,9 @@ type Config struct {
 	MaxBatchBytes    int
 	// ApplyTimeout bounds how long a proposal may wait to enter raft (default 10 s).
 	ApplyTimeout time.Duration
+	// MaxCatchUpWait bounds how long a STALE read waits for its min_log_index before answering
+	// ErrNotCaughtUp (default 1 s); the caller's deadline bounds it too.
+	MaxCatchUpWait time.Duration
 	// PromoteAfter is how long a non-voter must be healthy and caught up before promotion
 	// (default 5 s); MaxPromoteLag is how far behind the leader's commit index it may be (256).
 	PromoteAfter  time.Duration
@@ -102,6 +105,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.SnapshotInterval, 30*time.Second)
 	def(&c.ApplyTimeout, 10*time.Second)
 	def(&c.PromoteAfter, 5*time.Second)
+	def(&c.MaxCatchUpWait, time.Second)
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		c.LeaderLeaseTimeout = c.HeartbeatTimeout
 	}

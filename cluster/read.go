@@ -53,7 +53,10 @@ func (n *Node) ReadFence(ctx context.Context, opts ReadOptions) (ReadInfo, error
 				RequiredIndex: opts.MinLogIndex, LastContact: info.LastContact, MaxStaleness: opts.MaxStaleness}
 		}
 		if opts.MinLogIndex > 0 {
-			if err := n.fsm.WaitApplied(ctx, opts.MinLogIndex); err != nil {
+			wctx, cancel := catchUpContext(ctx, n.cfg.MaxCatchUpWait)
+			err := n.fsm.WaitApplied(wctx, opts.MinLogIndex)
+			cancel()
+			if err != nil {
 				info = n.readInfo()
 				return info, &StalenessError{Err: ErrNotCaughtUp, NodeID: n.cfg.NodeID, AppliedIndex: info.AppliedIndex,
 					RequiredIndex: opts.MinLogIndex, LastContact: info.LastContact, MaxStaleness: opts.MaxStaleness}
@@ -84,6 +87,18 @@ func (n *Node) readInfo() ReadInfo {
 		}
 	}
 	return info
+}
+
+// catchUpContext bounds a wait for min_log_index: at most maxWait, and ending a little before the
+// caller's own deadline, so the caller gets a typed "not caught up" answer (and can try another
+// node) instead of its own DEADLINE_EXCEEDED.
+func catchUpContext(ctx context.Context, maxWait time.Duration) (context.Context, context.CancelFunc) {
+	wait := maxWait
+	if d, ok := ctx.Deadline(); ok {
+		left := time.Until(d)
+		wait = min(wait, left-min(50*time.Millisecond, left/10))
+	}
+	return context.WithTimeout(ctx, max(wait, 0))
 }
 
 func timeoutFrom(ctx context.Context, def time.Duration) time.Duration {

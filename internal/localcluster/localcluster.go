@@ -53,6 +53,8 @@ type Node struct {
 // Cluster is a set of nodes.
 type Cluster struct {
 	Nodes []*Node
+	opts  Options
+	join  []string
 }
 
 // Build compiles cairnd (static, like the release build) into dir and returns its path.
@@ -99,30 +101,15 @@ func Start(opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localcluster: reserve ports: %w", err)
 	}
-	c := &Cluster{}
-	var gossip []string
+	c := &Cluster{opts: opts}
 	for i := range opts.Nodes {
-		gossip = append(gossip, fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]))
+		c.join = append(c.join, fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]))
 	}
 	for i := range opts.Nodes {
-		id := fmt.Sprintf("n%d", i+1)
-		dir := filepath.Join(opts.Dir, id)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		n, err := c.newNode(fmt.Sprintf("n%d", i+1), ports[3*i:3*i+3], opts.Nodes)
+		if err != nil {
 			return nil, err
 		}
-		n := &Node{
-			ID: id, binary: opts.Binary,
-			GRPCAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
-			RaftAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
-			Gossip:   gossip[i],
-			DataDir:  filepath.Join(dir, "data"), LogPath: filepath.Join(dir, "cairnd.log"),
-		}
-		n.args = append([]string{
-			"--node-id", id, "--data-dir", n.DataDir,
-			"--grpc-bind", n.GRPCAddr, "--raft-bind", n.RaftAddr, "--gossip-bind", n.Gossip,
-			"--join", strings.Join(gossip, ","), "--bootstrap-expect", fmt.Sprint(opts.Nodes),
-			"--log-format", "json",
-		}, opts.ExtraArgs...)
 		c.Nodes = append(c.Nodes, n)
 	}
 	for _, n := range c.Nodes {
@@ -132,6 +119,46 @@ func Start(opts Options) (*Cluster, error) {
 		}
 	}
 	return c, nil
+}
+
+func (c *Cluster) newNode(id string, ports []int, bootstrapExpect int, extra ...string) (*Node, error) {
+	dir := filepath.Join(c.opts.Dir, id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		ID: id, binary: c.opts.Binary,
+		GRPCAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		RaftAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		Gossip:   fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		DataDir:  filepath.Join(dir, "data"), LogPath: filepath.Join(dir, "cairnd.log"),
+	}
+	n.args = append([]string{
+		"--node-id", id, "--data-dir", n.DataDir,
+		"--grpc-bind", n.GRPCAddr, "--raft-bind", n.RaftAddr, "--gossip-bind", n.Gossip,
+		"--join", strings.Join(c.join, ","), "--bootstrap-expect", fmt.Sprint(bootstrapExpect),
+		"--log-format", "json",
+	}, c.opts.ExtraArgs...)
+	n.args = append(n.args, extra...)
+	return n, nil
+}
+
+// AddNode starts one more node with the cluster's join list and no bootstrap: the scale-up path,
+// where the leader adds it as a non-voter and promotes it once caught up.
+func (c *Cluster) AddNode(extraArgs ...string) (*Node, error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	n, err := c.newNode(fmt.Sprintf("n%d", len(c.Nodes)+1), ports, 0, extraArgs...)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Start(); err != nil {
+		return nil, err
+	}
+	c.Nodes = append(c.Nodes, n)
+	return n, nil
 }
 
 // Start (re)starts the node's process; its log is appended to LogPath.

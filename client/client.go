@@ -215,6 +215,9 @@ type call struct {
 	write bool
 	// eventIDs are a write's event ids, reported in an OutcomeUnknownError.
 	eventIDs []string
+	// settled, when set, replaces definitive: it reports whether a write's final error settles
+	// its outcome despite an earlier attempt whose answer was lost.
+	settled func(error) bool
 	// attempt makes one attempt at addr over cc; it returns the raw gRPC error.
 	attempt func(ctx context.Context, cc *grpc.ClientConn) error
 }
@@ -365,15 +368,24 @@ func (c *Client) invoke(ctx context.Context, cl call, cc callConfig) error {
 	if waitErr != nil {
 		last = fmt.Errorf("%w (giving up after %d attempt(s); last error: %w)", waitErr, attempts, last)
 	}
-	if ambiguous && !definitive(last) {
+	settled := definitive
+	if cl.settled != nil {
+		settled = cl.settled
+	}
+	if ambiguous && !settled(last) {
 		return &OutcomeUnknownError{EventIDs: cl.eventIDs, Attempts: attempts, Err: last}
 	}
 	return last
 }
 
+// minAttemptWindow is the least time an attempt is given before the deadline: one started with
+// less would likely run into the deadline and, for a write, leave its outcome unknown.
+const minAttemptWindow = 20 * time.Millisecond
+
 // backoff waits before retry number n (1 for the first retry): base·2^(n-1), capped, jittered
-// between half and all of it, and shortened to fit the context's deadline. It returns the
-// context's error, or context.DeadlineExceeded when too little time is left to try again.
+// between half and all of it, and shortened to leave the next attempt time before the context's
+// deadline. It returns the context's error, or context.DeadlineExceeded when too little time is
+// left to try again.
 func (c *Client) backoff(ctx context.Context, n int) error {
 	d := c.cfg.backoffBase
 	for i := 1; i < n && d < c.cfg.backoffMax; i++ {
@@ -383,10 +395,12 @@ func (c *Client) backoff(ctx context.Context, n int) error {
 	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
-		if left < 2*time.Millisecond {
+		if left-d < minAttemptWindow {
+			d = left / 2
+		}
+		if left-d < minAttemptWindow {
 			return context.DeadlineExceeded
 		}
-		d = min(d, left/2)
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -125,6 +126,42 @@ func (c *Client) AppendMulti(ctx context.Context, parts []StreamAppend, opts ...
 		}
 	}
 	return out, nil
+}
+
+// TombstoneResult describes a committed tombstone.
+type TombstoneResult struct {
+	// Position is the position of the tombstone record in $all.
+	Position uint64
+	// LogIndex is the raft index of the committing entry.
+	LogIndex uint64
+	// CommitTime is the leader-assigned commit timestamp.
+	CommitTime time.Time
+}
+
+// Tombstone deletes stream for good, if expected holds: it can never be written again, and
+// reads of it fail with ErrStreamTombstoned. Routing and retries are as for Append. A tombstone
+// carries no event ids, so a retry cannot be recognised: when an attempt's answer was lost and a
+// retry then finds the stream tombstoned, the error matches both ErrStreamTombstoned and
+// ErrOutcomeUnknown (the lost attempt may be the one that tombstoned it).
+func (c *Client) Tombstone(ctx context.Context, stream string, expected Expected, opts ...CallOption) (*TombstoneResult, error) {
+	cc := c.callConfig(opts)
+	req := &cairnpb.TombstoneRequest{Stream: stream, Expected: expected.toPB(), RequireLeader: cc.requireLeader}
+	var resp *cairnpb.TombstoneResponse
+	err := c.invoke(ctx, call{
+		route:   routeLeader,
+		write:   true,
+		settled: func(err error) bool { return definitive(err) && !errors.Is(err, ErrStreamTombstoned) },
+		attempt: func(ctx context.Context, conn *grpc.ClientConn) error {
+			r, err := cairnpb.NewEventsClient(conn).Tombstone(ctx, req)
+			resp = r
+			return err
+		},
+	}, cc)
+	if err != nil {
+		return nil, fmt.Errorf("cairn: tombstone stream %q: %w", stream, err)
+	}
+	c.ObserveLogIndex(resp.GetLogIndex())
+	return &TombstoneResult{Position: resp.GetPosition(), LogIndex: resp.GetLogIndex(), CommitTime: timeFromPB(resp.GetCommitTime())}, nil
 }
 
 // readOptionsToPB builds the consistency options of a read, adding the read-your-writes token to

@@ -10,7 +10,7 @@ import (
 // to retry an append from another process.
 func NewEventID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails: crypto/rand.Read panics rather than return an error
+	_, _ = rand.Read(b[:])  // never fails: crypto/rand.Read panics rather than return an error
 	b[6] = b[6]&0x0f | 0x40 // version 4
 	b[8] = b[8]&0x3f | 0x80 // variant 10
 	var s [36]byte

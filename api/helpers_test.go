@@ -27,8 +27,9 @@ import (
 // and applies it directly, as a single-node cluster would after commit. It can play a follower
 // (Propose and non-stale ReadFence return *cluster.NotLeaderError) and can be told to fail.
 type fakeNode struct {
-	id  string
-	fsm *fsm.FSM
+	clock func() time.Time // nil: time.Now
+	id    string
+	fsm   *fsm.FSM
 
 	mu         sync.Mutex
 	addr       string // own gRPC address, reported by Leader when leader
@@ -58,6 +59,14 @@ func newFakeNode(t testing.TB, id string) *fakeNode {
 
 func (n *fakeNode) ID() string { return n.id }
 
+// now is the fake leader's clock: time.Now unless a test fixed it.
+func (n *fakeNode) now() time.Time {
+	if n.clock != nil {
+		return n.clock()
+	}
+	return time.Now()
+}
+
 func (n *fakeNode) Propose(ctx context.Context, req *fsmpb.Request) (fsm.Result, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -76,7 +85,7 @@ func (n *fakeNode) Propose(ctx context.Context, req *fsmpb.Request) (fsm.Result,
 
 // applyLocked commits req as the next raft entry, with a leader-assigned timestamp.
 func (n *fakeNode) applyLocked(req *fsmpb.Request) (fsm.Result, error) {
-	b, err := fsm.EncodeCommand(&fsmpb.Command{TimestampUnixNano: time.Now().UnixNano(), Requests: []*fsmpb.Request{req}})
+	b, err := fsm.EncodeCommand(&fsmpb.Command{TimestampUnixNano: n.now().UnixNano(), Requests: []*fsmpb.Request{req}})
 	if err != nil {
 		return fsm.Result{}, err
 	}

@@ -44,4 +44,9 @@ type Store interface {
 	ReadAll(from uint64, dir fsm.Direction, limit int) ([]fsm.RecordedEvent, error)
 	// Stream returns the stream's current state.
 	Stream(name string) fsm.StreamInfo
+	// AppliedIndex returns the raft index up to which this node's state is applied and readable.
+	AppliedIndex() uint64
+	// Digest hashes every record up to position upTo (0: all) canonically, so replicas that
+	// applied the same log agree; it returns the last position covered.
+	Digest(upTo uint64) (last uint64, sha256 string, err error)
 }

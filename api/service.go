@@ -336,6 +336,19 @@ func (s *Service) Status(ctx context.Context, req *cairnpb.StatusRequest) (*cair
 	return resp, nil
 }
 
+// Digest implements cairnpb.ClusterServer: a hash of this node's records up to a position, for
+// convergence checks. It reads local state only (no consistency fence): comparing nodes is the
+// caller's job, at a position every node has applied.
+func (s *Service) Digest(ctx context.Context, req *cairnpb.DigestRequest) (*cairnpb.DigestResponse, error) {
+	store := s.node.Store()
+	applied := store.AppliedIndex()
+	last, sum, err := store.Digest(req.GetUpToPosition())
+	if err != nil {
+		return nil, s.fail(ctx, "digest", err)
+	}
+	return &cairnpb.DigestResponse{NodeId: s.node.ID(), AppliedIndex: applied, LastPosition: last, Sha256: sum}, nil
+}
+
 func commitTime(unixNanos int64) *timestamppb.Timestamp {
 	return timestamppb.New(time.Unix(0, unixNanos))
 }

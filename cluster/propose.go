@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairndb/cairn/fsm"
 	"github.com/cairndb/cairn/fsm/fsmpb"
+	"github.com/cairndb/cairn/internal/bugs"
 )
 
 // proposal is one client request waiting for its raft entry.
@@ -44,6 +45,12 @@ func (n *Node) Propose(ctx context.Context, req *fsmpb.Request) (fsm.Result, err
 	if n.raft.State() != raft.Leader {
 		return fsm.Result{}, n.notLeader()
 	}
+	if bugs.Enabled(bugs.VersionCheckOnLeader) {
+		var err error
+		if req, err = n.checkOnLeader(req); err != nil {
+			return fsm.Result{Err: err}, nil
+		}
+	}
 	p := &proposal{req: req, size: proto.Size(req), done: make(chan proposalResult, 1)}
 	select {
 	case n.proposals <- p:
@@ -51,6 +58,9 @@ func (n *Node) Propose(ctx context.Context, req *fsmpb.Request) (fsm.Result, err
 		return fsm.Result{}, ctx.Err() // not proposed
 	case <-n.shutdownCh:
 		return fsm.Result{}, ErrShutdown
+	}
+	if bugs.Enabled(bugs.AckBeforeCommit) {
+		return fsm.Result{}, nil // planted bug: acknowledged before the entry is committed
 	}
 	select {
 	case r := <-p.done:
@@ -163,8 +173,43 @@ func (n *Node) classifyApplyError(err error) error {
 		return fmt.Errorf("%w: %w", ErrNoLeader, err) // never entered the log
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrShutdown)
+	case errors.Is(err, raft.ErrLeadershipLost) && bugs.Enabled(bugs.LeadershipLostAsFailure):
+		return fmt.Errorf("%w: %w", ErrNoLeader, err) // planted bug: unknown reported as failed
 	default: // ErrLeadershipLost and anything else after the entry may have been appended
 		n.log.Warn("proposal outcome unknown", "error", err)
 		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
+}
+
+// checkOnLeader is the planted VersionCheckOnLeader bug: it checks expected revisions against this
+// leader's local state and proposes the append with ANY, so two racing appends can both pass.
+func (n *Node) checkOnLeader(req *fsmpb.Request) (*fsmpb.Request, error) {
+	a := req.GetAppend()
+	if a == nil {
+		return req, nil
+	}
+	out := proto.Clone(req).(*fsmpb.Request)
+	var violations []fsm.Violation
+	for _, p := range out.GetAppend().GetParts() {
+		info := n.fsm.Stream(p.GetStream())
+		exp := fsm.Expected{Kind: p.GetExpected().GetKind(), Revision: p.GetExpected().GetRevision()}
+		ok := true
+		switch exp.Kind {
+		case fsmpb.ExpectedRevision_KIND_NO_STREAM:
+			ok = !info.Exists
+		case fsmpb.ExpectedRevision_KIND_STREAM_EXISTS:
+			ok = info.Exists
+		case fsmpb.ExpectedRevision_KIND_EXACT:
+			ok = info.Exists && info.LastRevision == exp.Revision
+		}
+		if !ok {
+			violations = append(violations, fsm.Violation{Stream: p.GetStream(), Expected: exp,
+				ActualRevision: info.LastRevision, StreamExists: info.Exists})
+		}
+		p.Expected = &fsmpb.ExpectedRevision{Kind: fsmpb.ExpectedRevision_KIND_ANY}
+	}
+	if len(violations) > 0 {
+		return nil, &fsm.ConditionError{Violations: violations}
+	}
+	return out, nil
 }

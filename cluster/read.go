@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/cairndb/cairn/internal/bugs"
 )
 
 // ReadFence returns once this node's local state may serve a read with the given options
@@ -28,6 +30,9 @@ func (n *Node) ReadFence(ctx context.Context, opts ReadOptions) (ReadInfo, error
 	case Linearizable, Leader:
 		if n.raft.State() != raft.Leader {
 			return ReadInfo{}, n.notLeader()
+		}
+		if opts.Consistency == Linearizable && bugs.Enabled(bugs.StaleLeaderRead) {
+			return n.readInfo(), nil // planted bug: no barrier, no quorum round
 		}
 		term := n.raft.CurrentTerm()
 		if err := n.ensureBarrier(timeoutFrom(ctx, n.cfg.ApplyTimeout)); err != nil {
@@ -52,7 +57,7 @@ func (n *Node) ReadFence(ctx context.Context, opts ReadOptions) (ReadInfo, error
 			return info, &StalenessError{Err: ErrTooStale, NodeID: n.cfg.NodeID, AppliedIndex: info.AppliedIndex,
 				RequiredIndex: opts.MinLogIndex, LastContact: info.LastContact, MaxStaleness: opts.MaxStaleness}
 		}
-		if opts.MinLogIndex > 0 {
+		if opts.MinLogIndex > 0 && !bugs.Enabled(bugs.FollowerIgnoresMinIndex) {
 			wctx, cancel := catchUpContext(ctx, n.cfg.MaxCatchUpWait)
 			err := n.fsm.WaitApplied(wctx, opts.MinLogIndex)
 			cancel()

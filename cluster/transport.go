@@ -44,7 +44,13 @@ func newStreamLayer(bind, advertise string, dial DialFunc) (*streamLayer, error)
 		return nil, fmt.Errorf("cluster: raft bind address %q is unspecified: set an advertise address", bind)
 	}
 	if dial == nil {
+		// Dial from the address we listen on when it is a specific IP: on a host with several
+		// addresses the peer then sees the same IP it dials back, and a fault-injection proxy on
+		// loopback (127.0.0.N per node) can tell which node a connection comes from.
 		var d net.Dialer
+		if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsUnspecified() {
+			d.LocalAddr = &net.TCPAddr{IP: tcp.IP}
+		}
 		dial = d.DialContext
 	}
 	return &streamLayer{Listener: ln, advertise: adv, dial: dial}, nil

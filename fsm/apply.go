@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/cairndb/cairn/fsm/fsmpb"
+	"github.com/cairndb/cairn/internal/bugs"
 	"github.com/cairndb/cairn/segment"
 )
 
@@ -52,7 +53,7 @@ func (a applier) append(req *fsmpb.AppendRequest) Result {
 	if err := a.validateAppend(parts); err != nil {
 		return Result{Err: err}
 	}
-	if res, done := a.idempotentReplay(parts); done {
+	if res, done := a.idempotentReplay(parts); done && !bugs.Enabled(bugs.DuplicateOnRetry) {
 		return res
 	}
 	var violations []Violation

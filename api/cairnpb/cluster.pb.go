@@ -24,6 +24,123 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DigestRequest asks for a digest.
+type DigestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Last position to cover; 0 means everything this node has applied.
+	UpToPosition  uint64 `protobuf:"varint,1,opt,name=up_to_position,json=upToPosition,proto3" json:"up_to_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestRequest) Reset() {
+	*x = DigestRequest{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestRequest) ProtoMessage() {}
+
+func (x *DigestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
+func (*DigestRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DigestRequest) GetUpToPosition() uint64 {
+	if x != nil {
+		return x.UpToPosition
+	}
+	return 0
+}
+
+// DigestResponse is one node's digest.
+type DigestResponse struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	NodeId       string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// Last position covered.
+	LastPosition uint64 `protobuf:"varint,3,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	// Hex SHA-256 over a canonical encoding of every record up to last_position.
+	Sha256        string `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestResponse) Reset() {
+	*x = DigestResponse{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestResponse) ProtoMessage() {}
+
+func (x *DigestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
+func (*DigestResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DigestResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *DigestResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *DigestResponse) GetLastPosition() uint64 {
+	if x != nil {
+		return x.LastPosition
+	}
+	return 0
+}
+
+func (x *DigestResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 // StatusRequest asks for a node's status.
 type StatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -35,7 +152,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[0]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +164,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[0]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +177,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StatusRequest) GetWithMemberLag() bool {
@@ -91,7 +208,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[1]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -103,7 +220,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[1]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -116,7 +233,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Member) GetId() string {
@@ -195,7 +312,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[2]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -207,7 +324,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[2]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -220,7 +337,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -304,7 +421,14 @@ var File_cairn_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x16cairn/v1/cluster.proto\x12\bcairn.v1\x1a\x1egoogle/protobuf/duration.proto\"7\n" +
+	"\x16cairn/v1/cluster.proto\x12\bcairn.v1\x1a\x1egoogle/protobuf/duration.proto\"5\n" +
+	"\rDigestRequest\x12$\n" +
+	"\x0eup_to_position\x18\x01 \x01(\x04R\fupToPosition\"\x8b\x01\n" +
+	"\x0eDigestResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12#\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12#\n" +
+	"\rlast_position\x18\x03 \x01(\x04R\flastPosition\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"7\n" +
 	"\rStatusRequest\x12&\n" +
 	"\x0fwith_member_lag\x18\x01 \x01(\bR\rwithMemberLag\"\xdd\x01\n" +
 	"\x06Member\x12\x0e\n" +
@@ -328,9 +452,10 @@ const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\flast_contact\x18\t \x01(\v2\x19.google.protobuf.DurationR\vlastContact\x12*\n" +
 	"\amembers\x18\n" +
 	" \x03(\v2\x10.cairn.v1.MemberR\amembers\x12\x18\n" +
-	"\aversion\x18\v \x01(\tR\aversion2F\n" +
+	"\aversion\x18\v \x01(\tR\aversion2\x83\x01\n" +
 	"\aCluster\x12;\n" +
-	"\x06Status\x12\x17.cairn.v1.StatusRequest\x1a\x18.cairn.v1.StatusResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
+	"\x06Status\x12\x17.cairn.v1.StatusRequest\x1a\x18.cairn.v1.StatusResponse\x12;\n" +
+	"\x06Digest\x12\x17.cairn.v1.DigestRequest\x1a\x18.cairn.v1.DigestResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
 
 var (
 	file_cairn_v1_cluster_proto_rawDescOnce sync.Once
@@ -344,20 +469,24 @@ func file_cairn_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_cairn_v1_cluster_proto_rawDescData
 }
 
-var file_cairn_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_cairn_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_cairn_v1_cluster_proto_goTypes = []any{
-	(*StatusRequest)(nil),       // 0: cairn.v1.StatusRequest
-	(*Member)(nil),              // 1: cairn.v1.Member
-	(*StatusResponse)(nil),      // 2: cairn.v1.StatusResponse
-	(*durationpb.Duration)(nil), // 3: google.protobuf.Duration
+	(*DigestRequest)(nil),       // 0: cairn.v1.DigestRequest
+	(*DigestResponse)(nil),      // 1: cairn.v1.DigestResponse
+	(*StatusRequest)(nil),       // 2: cairn.v1.StatusRequest
+	(*Member)(nil),              // 3: cairn.v1.Member
+	(*StatusResponse)(nil),      // 4: cairn.v1.StatusResponse
+	(*durationpb.Duration)(nil), // 5: google.protobuf.Duration
 }
 var file_cairn_v1_cluster_proto_depIdxs = []int32{
-	3, // 0: cairn.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
-	1, // 1: cairn.v1.StatusResponse.members:type_name -> cairn.v1.Member
-	0, // 2: cairn.v1.Cluster.Status:input_type -> cairn.v1.StatusRequest
-	2, // 3: cairn.v1.Cluster.Status:output_type -> cairn.v1.StatusResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
+	5, // 0: cairn.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
+	3, // 1: cairn.v1.StatusResponse.members:type_name -> cairn.v1.Member
+	2, // 2: cairn.v1.Cluster.Status:input_type -> cairn.v1.StatusRequest
+	0, // 3: cairn.v1.Cluster.Digest:input_type -> cairn.v1.DigestRequest
+	4, // 4: cairn.v1.Cluster.Status:output_type -> cairn.v1.StatusResponse
+	1, // 5: cairn.v1.Cluster.Digest:output_type -> cairn.v1.DigestResponse
+	4, // [4:6] is the sub-list for method output_type
+	2, // [2:4] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -374,7 +503,7 @@ func file_cairn_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_cluster_proto_rawDesc), len(file_cairn_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -144,9 +144,12 @@ func (n *Node) openGossip() error {
 	mc.Name = n.cfg.NodeID
 	mc.BindAddr, mc.BindPort = host, port
 	if n.cfg.GossipAdvertise != "" {
-		if mc.AdvertiseAddr, mc.AdvertisePort, err = splitHostPort(n.cfg.GossipAdvertise); err != nil {
-			return fmt.Errorf("cluster: gossip advertise address: %w", err)
+		// memberlist wants an IP: resolve a host name (a compose service name) once, at start.
+		a, err := net.ResolveTCPAddr("tcp", n.cfg.GossipAdvertise)
+		if err != nil {
+			return fmt.Errorf("cluster: gossip advertise address %q: %w", n.cfg.GossipAdvertise, err)
 		}
+		mc.AdvertiseAddr, mc.AdvertisePort = a.IP.String(), a.Port
 	}
 	d := &gossipDelegate{meta: meta, t: n.members, log: n.log}
 	n.delegate, n.metaHasState = d, has

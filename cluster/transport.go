@@ -36,9 +36,12 @@ func newStreamLayer(bind, advertise string, dial DialFunc) (*streamLayer, error)
 		}
 		if a.IP == nil || a.IP.IsUnspecified() {
 			ln.Close()
-			return nil, fmt.Errorf("cluster: raft advertise address %q must be a routable IP", advertise)
+			return nil, fmt.Errorf("cluster: raft advertise address %q must be a routable address", advertise)
 		}
-		adv = a
+		// Keep a host name as given (it resolved now, so it is not a typo): raft stores it in the
+		// configuration and resolves it at every dial, so a container whose IP changes on
+		// restart stays reachable under its service name.
+		adv = advertisedAddr(advertise)
 	} else if tcp, ok := adv.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
 		ln.Close()
 		return nil, fmt.Errorf("cluster: raft bind address %q is unspecified: set an advertise address", bind)
@@ -65,3 +68,9 @@ func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 
 // Addr implements net.Listener with the advertised address, which raft puts in its configuration.
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
+
+// advertisedAddr is an advertised "host:port" kept verbatim (host may be a name).
+type advertisedAddr string
+
+func (a advertisedAddr) Network() string { return "tcp" }
+func (a advertisedAddr) String() string  { return string(a) }

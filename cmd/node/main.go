@@ -67,6 +67,7 @@ type options struct {
 	maxEventBytes, maxRequestBytes   int
 	maxEventsPerAppend, maxReadLimit int
 	shutdownTimeout                  time.Duration
+	metricsBind                      string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -96,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", api.DefaultMaxRequestBytes, "largest append request accepted")
 	fs.IntVar(&o.maxEventsPerAppend, "max-events-per-append", api.DefaultMaxEventsPerAppend, "most events in one append")
 	fs.IntVar(&o.maxReadLimit, "max-read-limit", api.DefaultMaxReadLimit, "most events one read returns")
+	fs.StringVar(&o.metricsBind, "metrics-bind", "", "Prometheus /metrics listen address (empty: off)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
@@ -207,6 +209,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	srv := grpc.NewServer(api.ServerOptions(svc.Config())...)
 	svc.Register(srv)
 
+	if o.metricsBind != "" {
+		stopMetrics, err := serveMetrics(ctx, o.metricsBind, node, svc, log)
+		if err != nil {
+			return errors.Join(fmt.Errorf("metrics listen on %s: %w", o.metricsBind, err), shutdown(log, o.shutdownTimeout, svc, srv, node))
+		}
+		defer stopMetrics()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("cairnd started", "version", version, "grpc", ln.Addr().String(), "raft", node.RaftAddr(),

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"slices"
 )
 
 // Record frame layout (format version 1, little-endian; see DESIGN.md):
@@ -82,40 +83,46 @@ func encodedSize(r *Record) int {
 	return n
 }
 
-// appendFrame appends r framed with the given flags. The caller has checked the size.
+// appendFrame appends r framed with the given flags; size must be encodedSize(r). The
+// caller has checked the size against its limit.
 func appendFrame(dst []byte, r *Record, flags byte, size int) []byte {
 	start := len(dst)
-	if cap(dst)-start < size {
-		grown := make([]byte, start, start+size+(start+size)/4)
-		copy(grown, dst)
-		dst = grown
-	}
-	dst = dst[:start+frameHeaderSize]
-	dst = append(dst, flags, r.Kind)
-	dst = binary.LittleEndian.AppendUint64(dst, r.Index)
-	dst = binary.LittleEndian.AppendUint64(dst, r.Position)
-	dst = binary.LittleEndian.AppendUint64(dst, r.Revision)
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.Timestamp))
-	dst = append(dst, r.ID[:]...)
-	dst = binary.AppendUvarint(dst, uint64(len(r.Stream)))
-	dst = append(dst, r.Stream...)
-	dst = binary.AppendUvarint(dst, uint64(len(r.Type)))
-	dst = append(dst, r.Type...)
-	dst = binary.AppendUvarint(dst, uint64(len(r.ContentType)))
-	dst = append(dst, r.ContentType...)
-	dst = binary.AppendUvarint(dst, uint64(len(r.Data)))
-	dst = append(dst, r.Data...)
-	dst = binary.AppendUvarint(dst, uint64(len(r.Metadata)))
-	dst = append(dst, r.Metadata...)
-	dst = binary.AppendUvarint(dst, uint64(len(r.Tags)))
+	dst = slices.Grow(dst, size)[:start+size]
+	b := dst[start:]
+	body := b[frameHeaderSize:]
+	body[offFlags] = flags
+	body[offKind] = r.Kind
+	binary.LittleEndian.PutUint64(body[offIndex:], r.Index)
+	binary.LittleEndian.PutUint64(body[offPosition:], r.Position)
+	binary.LittleEndian.PutUint64(body[offRevision:], r.Revision)
+	binary.LittleEndian.PutUint64(body[offTimestamp:], uint64(r.Timestamp))
+	copy(body[offID:offID+16], r.ID[:])
+	p := fixedBodySize
+	p = putField(body, p, r.Stream)
+	p = putField(body, p, r.Type)
+	p = putField(body, p, r.ContentType)
+	p = putField(body, p, r.Data)
+	p = putField(body, p, r.Metadata)
+	p = putUvarint(body, p, uint64(len(r.Tags)))
 	for _, t := range r.Tags {
-		dst = binary.AppendUvarint(dst, uint64(len(t)))
-		dst = append(dst, t...)
+		p = putField(body, p, t)
 	}
-	body := dst[start+frameHeaderSize:]
-	binary.LittleEndian.PutUint32(dst[start:], uint32(len(body)))
-	binary.LittleEndian.PutUint32(dst[start+4:], crc32.Checksum(body, castagnoli))
+	binary.LittleEndian.PutUint32(b, uint32(len(body)))
+	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(body, castagnoli))
 	return dst
+}
+
+func putUvarint(b []byte, p int, v uint64) int {
+	if v < 0x80 {
+		b[p] = byte(v)
+		return p + 1
+	}
+	return p + binary.PutUvarint(b[p:], v)
+}
+
+func putField[T string | []byte](b []byte, p int, f T) int {
+	p = putUvarint(b, p, uint64(len(f)))
+	return p + copy(b[p:], f)
 }
 
 // AppendEncoded appends one framed record (u32 length, u32 CRC32C, body; layout in
@@ -224,7 +231,8 @@ type decoder struct {
 	alias   bool      // Data and Metadata alias the body (capacity-capped) instead of copying
 	reuse   bool      // Tags reuse tagBuf across calls
 	tagBuf  []string
-	scratch Record // target for validation-only decoding
+	last    [numSlots]string // with in: previous string per field
+	scratch Record           // target for validation-only decoding
 }
 
 type bodyReader struct {
@@ -252,12 +260,27 @@ func (br *bodyReader) field() ([]byte, bool) {
 	return f, true
 }
 
-func (d *decoder) str(b []byte, validate bool) string {
+// String slots of decoder.last: the previous value of each string field.
+const (
+	slotStream = iota
+	slotType
+	slotContentType
+	slotTag
+	numSlots
+)
+
+func (d *decoder) str(b []byte, validate bool, slot int) string {
 	switch {
 	case validate || len(b) == 0:
 		return ""
 	case d.in != nil:
-		return d.in.get(b)
+		// Consecutive records usually repeat a field's value: compare before hashing.
+		if s := d.last[slot]; s == string(b) {
+			return s
+		}
+		s := d.in.get(b)
+		d.last[slot] = s
+		return s
 	default:
 		return string(b)
 	}
@@ -305,9 +328,9 @@ func (d *decoder) decode(body []byte, r *Record) (flags byte, reason string) {
 		}
 		fields[i] = f
 	}
-	r.Stream = d.str(fields[0], validate)
-	r.Type = d.str(fields[1], validate)
-	r.ContentType = d.str(fields[2], validate)
+	r.Stream = d.str(fields[0], validate, slotStream)
+	r.Type = d.str(fields[1], validate, slotType)
+	r.ContentType = d.str(fields[2], validate, slotContentType)
 	r.Data = d.bytes(fields[3], validate)
 	r.Metadata = d.bytes(fields[4], validate)
 
@@ -329,7 +352,7 @@ func (d *decoder) decode(body []byte, r *Record) (flags byte, reason string) {
 			return 0, fmt.Sprintf("malformed tag %d at body offset %d", i, br.off)
 		}
 		if !validate {
-			tags = append(tags, d.str(t, false))
+			tags = append(tags, d.str(t, false, slotTag))
 		}
 	}
 	if d.reuse && tags != nil {

@@ -40,6 +40,9 @@ const (
 
 	// wbufKeep is the largest write buffer kept between Append calls.
 	wbufKeep = 4 << 20
+	// writebackBytes is how much unsynced data Append lets accumulate in the active file
+	// before asking the kernel to start writing it back (see startWriteback).
+	writebackBytes = 4 << 20
 )
 
 // Options configures a Log. The zero value is valid.
@@ -135,10 +138,11 @@ type Log struct {
 	lastIndex atomic.Uint64
 
 	// Writer-only state.
-	failed error    // sticky: set when durability or file state is unknown (fsync or truncate failure)
-	dirty  bool     // the active file has writes not yet fsynced
-	wbuf   []byte   // batch encoding buffer, reused
-	rel    []uint32 // batch-relative record offsets, reused
+	failed  error    // sticky: set when durability or file state is unknown (fsync or truncate failure)
+	dirty   bool     // the active file has writes not yet fsynced
+	flushed int64    // offset in the active file up to which writeback has been started
+	wbuf    []byte   // batch encoding buffer, reused
+	rel     []uint32 // batch-relative record offsets, reused
 }
 
 // Open opens the log in dir, creating dir if missing, and recovers it: every file but the
@@ -264,7 +268,25 @@ func (l *Log) Append(recs []Record) error {
 	l.publish()
 	l.mu.Unlock()
 	l.dirty = true
+	l.kickWriteback(seg)
 	return nil
+}
+
+// kickWriteback starts background writeback of the active file every writebackBytes, so
+// dirty data stays bounded and the fsync at roll or Sync waits for little. It never waits
+// for the disk itself (beyond the kernel queueing the I/O).
+func (l *Log) kickWriteback(seg *segment) {
+	if l.flushed < fileHeaderSize {
+		l.flushed = fileHeaderSize // first write after Open
+	}
+	if seg.size-l.flushed < writebackBytes {
+		return
+	}
+	if err := startWriteback(seg.f, l.flushed, seg.size-l.flushed); err != nil {
+		// Only a hint: fsync reports real I/O errors. Log and carry on.
+		l.log.Warn("starting writeback failed", "file", seg.path, "err", err)
+	}
+	l.flushed = seg.size
 }
 
 func (l *Log) checkOrder(recs []Record) error {
@@ -294,25 +316,27 @@ func (l *Log) checkOrder(recs []Record) error {
 // encode frames recs into l.wbuf and their batch-relative offsets into l.rel.
 func (l *Log) encode(recs []Record) error {
 	total := 0
+	rel := l.rel[:0] // holds sizes first, then offsets
 	for i := range recs {
 		n := encodedSize(&recs[i])
 		if n > l.opts.MaxRecordBytes {
 			return fmt.Errorf("%w: record %d (position %d) encodes to %d bytes, limit %d", ErrTooLarge, i, recs[i].Position, n, l.opts.MaxRecordBytes)
 		}
+		rel = append(rel, uint32(n))
 		total += n
 	}
 	buf := l.wbuf[:0]
 	if cap(buf) < total {
 		buf = make([]byte, 0, total)
 	}
-	rel := l.rel[:0]
 	for i := range recs {
 		var flags byte
 		if i == len(recs)-1 {
 			flags = flagBatchEnd
 		}
-		rel = append(rel, uint32(len(buf)))
-		buf = appendFrame(buf, &recs[i], flags, encodedSize(&recs[i]))
+		size := int(rel[i])
+		rel[i] = uint32(len(buf))
+		buf = appendFrame(buf, &recs[i], flags, size)
 	}
 	l.wbuf, l.rel = buf, rel
 	return nil
@@ -359,6 +383,7 @@ func (l *Log) roll(base uint64) (*segment, error) {
 	l.segs = append(l.segs, seg)
 	seg.lastIndex = l.lastIndex.Load()
 	l.mu.Unlock()
+	l.flushed = fileHeaderSize
 	return seg, nil
 }
 
@@ -404,6 +429,7 @@ func (l *Log) writeFailed(seg *segment, start int64, werr error) error {
 	if err := seg.f.Truncate(start); err != nil {
 		return l.fail(errors.Join(werr, fmt.Errorf("segment: truncate %s back to %d: %w", seg.path, start, err)))
 	}
+	l.flushed = min(l.flushed, start)
 	l.log.Error("append failed; partial write removed", "file", seg.path, "offset", start, "err", werr)
 	return werr
 }

@@ -474,3 +474,64 @@ func putFrameHeader(frame []byte) {
 	binary.LittleEndian.PutUint32(frame, uint32(len(body)))
 	binary.LittleEndian.PutUint32(frame[4:], crc32.Checksum(body, castagnoli))
 }
+
+// Several MiB through one active file: exercises the early-writeback hint and large
+// records, then reopens.
+func TestLargeRecordsAndWriteback(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, Options{})
+	var want []Record
+	pos := uint64(1)
+	for b := range 12 {
+		var batch []Record
+		for range 8 {
+			r := genRecord(pos, uint64(b+1))
+			r.Data = bytes.Repeat([]byte{byte(pos)}, 64<<10+int(pos))
+			batch = append(batch, r)
+			pos++
+		}
+		if err := l.Append(batch); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, batch...)
+	}
+	if l.flushed <= fileHeaderSize {
+		t.Fatalf("writeback never started (flushed=%d)", l.flushed)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	checkLog(t, l, want)
+	l.Close()
+	l = mustOpen(t, dir, Options{})
+	checkLog(t, l, want)
+}
+
+// A failed write whose cleanup also fails leaves the log refusing writes until reopened.
+func TestWriteFailureIsSticky(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, Options{})
+	batches := makeBatches(1, 1, 2, 2)
+	appendAll(t, l, batches[:1])
+	l.segs[0].f.Close() // make the next write and the truncate behind it fail
+	err := l.Append(batches[1])
+	if err == nil {
+		t.Fatal("Append to a closed file succeeded")
+	}
+	if err2 := l.Append(batches[1]); !errors.Is(err2, os.ErrClosed) {
+		t.Fatalf("second Append: %v, want the sticky error", err2)
+	}
+	if err := l.Sync(); err == nil {
+		t.Fatal("Sync after failure succeeded")
+	}
+	if l.LastPosition() != 2 {
+		t.Fatalf("LastPosition %d after failed append", l.LastPosition())
+	}
+	if err := l.Close(); err == nil {
+		t.Fatal("Close reported no error for an already closed file")
+	}
+	l = mustOpen(t, dir, Options{})
+	checkLog(t, l, batches[0])
+	appendAll(t, l, batches[1:])
+	checkLog(t, l, flatten(batches))
+}

@@ -111,6 +111,11 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 func TestThreeNodesFormOneClusterThroughGossip(t *testing.T) {
 	nodes := mustNewCluster(t, 3)
 	leader := waitLeader(t, nodes)
+	// Before any write: the log ends with the term's no-op, which raft never hands to the FSM; a
+	// linearizable read must still complete (the term barrier is a command the FSM applies).
+	if _, err := leader.ReadFence(ctxT(t, 3*time.Second), ReadOptions{Consistency: Linearizable}); err != nil {
+		t.Fatalf("linearizable read on an idle new cluster: %v", err)
+	}
 	st, err := leader.Status(ctxT(t, 5*time.Second), false)
 	if err != nil {
 		t.Fatal(err)

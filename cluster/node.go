@@ -18,6 +18,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/cairndb/cairn/fsm"
+	"github.com/cairndb/cairn/fsm/fsmpb"
 )
 
 // Node is one Cairn server: raft, its stores and transport, the state machine, gossip discovery,
@@ -334,12 +335,18 @@ func (n *Node) leaderLoop() {
 }
 
 // ensureBarrier makes sure this leader has committed and applied an entry of its current term.
+//
+// The barrier is an empty command, not raft.Barrier: raft hands neither its LogNoop nor
+// LogBarrier entries to a BatchingFSM, so after them the FSM's applied watermark would sit below
+// the commit index and a read-index wait would never end. An empty command moves the watermark
+// past the term's no-op; from then on every entry up to the commit index is one the FSM sees
+// (commands and configuration changes), so WaitApplied(CommitIndex()) always terminates.
 func (n *Node) ensureBarrier(timeout time.Duration) error {
 	term := n.raft.CurrentTerm()
 	if n.readyTerm.Load() == term {
 		return nil
 	}
-	if err := n.raft.Barrier(timeout).Error(); err != nil {
+	if err := n.raft.Apply(emptyCommand, timeout).Error(); err != nil {
 		return err
 	}
 	if n.raft.CurrentTerm() != term {
@@ -348,3 +355,12 @@ func (n *Node) ensureBarrier(timeout time.Duration) error {
 	n.readyTerm.Store(term)
 	return nil
 }
+
+// emptyCommand is a Command without requests: it changes no state and writes no record.
+var emptyCommand = func() []byte {
+	b, err := fsm.EncodeCommand(&fsmpb.Command{})
+	if err != nil {
+		panic(err) // a constant message always encodes
+	}
+	return b
+}()

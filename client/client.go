@@ -252,7 +252,9 @@ func (c *Client) classify(err error, addr string, pinned bool) verdict {
 	case codes.Unavailable:
 		switch se.Reason {
 		case reasonNotLeader:
-			if !hasLeader || pinned {
+			if !hasLeader || pinned || !c.cfg.leaderRouting {
+				// No leader named, a pinned call, or advertised addresses not to be used: try
+				// again elsewhere (the next node may forward).
 				return verdict{retry: !pinned, avoid: true}
 			}
 			c.setLeader(nl.LeaderAddr)

@@ -317,6 +317,7 @@ type prefixWriter struct {
 	buf    []byte // an unfinished line; touched only by the process's copying goroutine and flush
 }
 
+// Write buffers b and writes every complete line, prefixed. It never fails.
 func (p *prefixWriter) Write(b []byte) (int, error) {
 	p.buf = append(p.buf, b...)
 	for {

@@ -58,7 +58,9 @@ type app struct {
 // usageError is an invalid command line found by a command's own checks.
 type usageError struct{ err error }
 
+// Error returns the underlying message.
 func (e *usageError) Error() string { return e.err.Error() }
+// Unwrap returns the underlying error.
 func (e *usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error {

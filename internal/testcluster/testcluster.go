@@ -26,6 +26,7 @@ import (
 // api wants it as a Store.
 type apiNode struct{ *cluster.Node }
 
+// Store returns the node's state machine.
 func (a apiNode) Store() api.Store { return a.FSM() }
 
 // Node is one in-process node.
@@ -142,6 +143,7 @@ type gateWriter struct {
 	closed bool
 }
 
+// Write passes p on until close, and drops it after.
 func (g *gateWriter) Write(p []byte) (int, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

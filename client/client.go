@@ -266,9 +266,9 @@ func (c *Client) classify(err error, addr string, pinned bool) verdict {
 			c.forgetLeader("")
 			return verdict{retry: true}
 		case reasonForwardFailed:
-			if hasLeader {
-				c.setLeader(nl.LeaderAddr)
-			}
+			// The node could not reach the leader it knows of; neither should we trust that
+			// address. The node will forward to the next leader once it knows one.
+			c.forgetLeader(nl.LeaderAddr)
 			return verdict{retry: true}
 		case reasonNotCaughtUp, reasonTooStale:
 			return verdict{retry: true, avoid: true}
@@ -283,11 +283,11 @@ func (c *Client) classify(err error, addr string, pinned bool) verdict {
 		}
 		return verdict{retry: true, avoid: true}
 	case codes.Unknown:
-		// OUTCOME_UNKNOWN: the leader lost leadership after proposing, or a forward broke.
+		// OUTCOME_UNKNOWN: the leader lost leadership after proposing, or a forward to it broke.
+		// Either way the leader we knew is suspect.
+		c.forgetLeader(addr)
 		if l := se.Metadata["leader_address"]; l != "" {
-			c.setLeader(l)
-		} else {
-			c.forgetLeader(addr)
+			c.forgetLeader(l)
 		}
 		return verdict{retry: true, ambiguous: true}
 	case codes.DeadlineExceeded:

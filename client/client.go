@@ -196,11 +196,11 @@ func (c *Client) pick(r route, pinned, avoid string) string {
 			return l
 		}
 	case routeStale:
-		if c.cfg.staleAddr != "" {
+		if c.cfg.staleAddr != "" && c.cfg.staleAddr != avoid {
 			return c.cfg.staleAddr
 		}
 	}
-	i := c.next.Add(1)
+	i := c.next.Add(1) - 1
 	addr := c.addrs[i%uint64(len(c.addrs))]
 	if addr == avoid && len(c.addrs) > 1 {
 		addr = c.addrs[(i+1)%uint64(len(c.addrs))]

@@ -106,8 +106,9 @@ func WithLeaderRouting(enabled bool) Option {
 	return func(c *config) { c.leaderRouting = enabled }
 }
 
-// WithStaleReadAddress sends every Stale read to addr (for instance the node in the client's own
-// zone) instead of the configured addresses in turn. A CallOption ToAddress overrides it.
+// WithStaleReadAddress sends Stale reads to addr (for instance the node in the client's own
+// zone) instead of the configured addresses in turn; a retry after a failure there goes to the
+// configured addresses. A CallOption ToAddress overrides it.
 func WithStaleReadAddress(addr string) Option {
 	return func(c *config) { c.staleAddr = addr }
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cairndb/cairn/client"
 	"github.com/cairndb/cairn/internal/testcluster"
 )
 
@@ -285,6 +287,33 @@ func TestPreview(t *testing.T) {
 	} {
 		if got := preview([]byte(in)); got != want {
 			t.Errorf("preview(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestExitCodeMapping(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want int
+	}{
+		{nil, exitOK},
+		{usagef("bad flag"), exitUsage},
+		{fmt.Errorf("x: %w", client.ErrInvalidArgument), exitUsage},
+		{fmt.Errorf("x: %w", client.ErrLimitExceeded), exitUsage},
+		{fmt.Errorf("x: %w", client.ErrStreamNotFound), exitNotFound},
+		{fmt.Errorf("x: %w", client.ErrWrongExpectedRevision), exitConflict},
+		{fmt.Errorf("x: %w", client.ErrEventIDConflict), exitConflict},
+		{fmt.Errorf("x: %w", client.ErrStreamTombstoned), exitConflict},
+		{fmt.Errorf("x: %w", client.ErrUnavailable), exitUnavailable},
+		{fmt.Errorf("x: %w", client.ErrNotLeader), exitUnavailable},
+		{fmt.Errorf("x: %w", client.ErrNotCaughtUp), exitUnavailable},
+		{fmt.Errorf("x: %w", client.ErrOutcomeUnknown), exitUnavailable},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), exitUnavailable},
+		{errNotServing, exitUnavailable},
+		{errors.New("boom"), exitOther},
+	} {
+		if got := exitCode(tt.err); got != tt.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
 		}
 	}
 }

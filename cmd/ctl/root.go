@@ -106,7 +106,7 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, client.ErrStreamNotFound):
 		return exitNotFound
-	case errors.Is(err, client.ErrUnavailable), errors.Is(err, client.ErrOutcomeUnknown),
+	case errors.Is(err, client.ErrUnavailable), errors.Is(err, client.ErrNotLeader), errors.Is(err, client.ErrOutcomeUnknown),
 		errors.Is(err, client.ErrNotCaughtUp), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, errNotServing):
 		return exitUnavailable

@@ -266,9 +266,12 @@ func (c *Client) classify(err error, addr string, pinned bool) verdict {
 			c.forgetLeader("")
 			return verdict{retry: true}
 		case reasonForwardFailed:
-			// The node could not reach the leader it knows of; neither should we trust that
-			// address. The node will forward to the next leader once it knows one.
-			c.forgetLeader(nl.LeaderAddr)
+			// The node could not reach the leader it names (a read; see api/DESIGN.md): the
+			// client may still reach it, so the next attempt goes there directly. If it is
+			// really gone, that attempt fails at the transport and the address is forgotten.
+			if hasLeader && !pinned && c.cfg.leaderRouting {
+				c.setLeader(nl.LeaderAddr)
+			}
 			return verdict{retry: true}
 		case reasonNotCaughtUp, reasonTooStale:
 			return verdict{retry: true, avoid: true}

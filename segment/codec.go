@@ -33,8 +33,6 @@ const (
 	// minBodySize is the body of a record whose variable fields are all empty:
 	// five one-byte zero lengths and a one-byte zero tag count.
 	minBodySize = fixedBodySize + 6
-	// MinRecordBytes is the size of the smallest possible framed record.
-	MinRecordBytes = frameHeaderSize + minBodySize
 
 	flagBatchEnd = 1 << 0
 	knownFlags   = flagBatchEnd
@@ -52,6 +50,10 @@ const (
 	// record fits the u32 length field and an int on every platform.
 	maxEncodedBytes = math.MaxInt32
 )
+
+// MinRecordBytes is the size of the smallest possible framed record (every variable
+// field empty). Options.MaxRecordBytes may not be below it.
+const MinRecordBytes = frameHeaderSize + minBodySize
 
 // castagnoli is the CRC32C table. crc32.MakeTable returns a shared, read-only table for
 // Castagnoli; it is never mutated after initialisation.

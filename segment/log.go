@@ -53,8 +53,8 @@ type Options struct {
 	MaxSegmentBytes int64
 	// MaxRecordBytes is the largest framed record Append accepts and the decoder reads.
 	// 0 means DefaultMaxRecordBytes (16 MiB). It protects the decoder from corrupt length
-	// fields; it must not be lowered below the size of records already stored, or Open
-	// reports them as corrupt.
+	// fields. It must not be lowered below the size of records already stored: Open then
+	// fails with ErrTooLarge (it never truncates a CRC-valid record away).
 	MaxRecordBytes int
 	// Logger receives recovery and failure reports. nil means slog.Default().
 	Logger *slog.Logger
@@ -90,9 +90,9 @@ type Record struct {
 	Stream      string
 	Type        string
 	ContentType string
-	Data        []byte // nil and empty are stored alike; reads return nil for empty
-	Metadata    []byte // nil and empty are stored alike; reads return nil for empty
-	Tags        []string
+	Data        []byte   // nil and empty are stored alike; reads return nil for empty
+	Metadata    []byte   // nil and empty are stored alike; reads return nil for empty
+	Tags        []string // nil and empty are stored alike; reads return nil for empty
 }
 
 // Direction is the order of a Scan.
@@ -150,6 +150,10 @@ type Log struct {
 // *CorruptionError; the last (active) file is truncated at its first invalid record and
 // then back to the end of the last complete Append batch, and what was dropped is logged.
 // After Open, LastIndex is the raft index recovered from the data.
+//
+// Open also fails on out-of-range Options, on I/O errors, and with ErrTooLarge if a stored
+// record that passes its CRC is larger than Options.MaxRecordBytes. Files in dir whose
+// names are not segment names are ignored. Every segment file stays open until Close.
 func Open(dir string, opts Options) (*Log, error) {
 	opts, err := opts.normalize()
 	if err != nil {

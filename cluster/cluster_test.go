@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/cairndb/cairn/fsm"
 	"github.com/cairndb/cairn/fsm/fsmpb"
@@ -305,5 +308,15 @@ func TestDataDirBelongsToOneNode(t *testing.T) {
 	n.Close()
 	if _, err := Open(testConfig(t, "b", dir, nil, 1)); err == nil {
 		t.Fatal("a data dir of node a opened as node b")
+	}
+}
+
+func TestHclogAdapterRendersFormats(t *testing.T) {
+	var buf strings.Builder
+	l := newHclog(slog.New(slog.NewTextHandler(&buf, nil)), "raft", hclog.Info)
+	l.Info("initial configuration", "servers", hclog.Fmt("%+v", []int{1, 2}))
+	l.Debug("hidden")
+	if out := buf.String(); !strings.Contains(out, "servers=\"[1 2]\"") || strings.Contains(out, "hidden") || !strings.Contains(out, "logger=raft") {
+		t.Fatalf("log line: %s", out)
 	}
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -48,6 +49,14 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...interface{}) {
 	}
 	all = append(all, h.args...)
 	all = append(all, args...)
+	for i, a := range all {
+		// hclog.Fmt values are format strings with arguments, rendered lazily by hclog itself.
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				all[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+	}
 	h.l.Log(context.Background(), slogLevel(level), msg, all...)
 }
 

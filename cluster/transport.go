@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -15,10 +16,19 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // streamLayer is raft's network layer: our own listener and dialer, so that TLS and test-time fault
 // injection live in one place instead of inside raft's TCP transport.
+//
+// It also owns every connection it accepts or dials: raft's NetworkTransport.Close closes only
+// the listener, leaving pooled outbound connections open and the peers' handler goroutines
+// blocked on them until the process exits. Close here closes them all, so a node's Close leaves
+// no goroutine behind, here or on its peers.
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
 	dial      DialFunc
+
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	closed bool
 }
 
 // newStreamLayer listens on bind and advertises advertise (bind's address when empty).
@@ -56,14 +66,65 @@ func newStreamLayer(bind, advertise string, dial DialFunc) (*streamLayer, error)
 		}
 		dial = d.DialContext
 	}
-	return &streamLayer{Listener: ln, advertise: adv, dial: dial}, nil
+	return &streamLayer{Listener: ln, advertise: adv, dial: dial, conns: map[*trackedConn]struct{}{}}, nil
 }
 
 // Dial implements raft.StreamLayer.
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return s.dial(ctx, "tcp", string(addr))
+	c, err := s.dial(ctx, "tcp", string(addr))
+	if err != nil {
+		return nil, err
+	}
+	return s.track(c)
+}
+
+// Accept implements net.Listener.
+func (s *streamLayer) Accept() (net.Conn, error) {
+	c, err := s.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return s.track(c)
+}
+
+// Close closes the listener and every connection still open.
+func (s *streamLayer) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	conns := s.conns
+	s.conns = map[*trackedConn]struct{}{}
+	s.mu.Unlock()
+	for c := range conns {
+		_ = c.Conn.Close()
+	}
+	return s.Listener.Close()
+}
+
+func (s *streamLayer) track(c net.Conn) (net.Conn, error) {
+	t := &trackedConn{Conn: c, layer: s}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	s.conns[t] = struct{}{}
+	return t, nil
+}
+
+// trackedConn forgets itself from its layer when closed.
+type trackedConn struct {
+	net.Conn
+	layer *streamLayer
+}
+
+func (c *trackedConn) Close() error {
+	c.layer.mu.Lock()
+	delete(c.layer.conns, c)
+	c.layer.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // Addr implements net.Listener with the advertised address, which raft puts in its configuration.

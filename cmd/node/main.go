@@ -176,6 +176,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	base := log // the cluster adds its own node attribute
 	log = log.With("node", o.nodeID)
 	log.Warn("SECURITY: running without TLS or authentication (dev mode); every channel is plaintext and open to anyone who can reach it")
 
@@ -200,7 +201,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Join: splitList(o.join), BootstrapExpect: o.bootstrapExpect, NonVoter: o.nonVoter,
 		HeartbeatTimeout: o.heartbeatTimeout, ElectionTimeout: o.electionTimeout,
 		SnapshotThreshold: o.snapshotThreshold, SnapshotInterval: o.snapshotInterval,
-		FSM: fcfg, Version: version, Logger: log,
+		FSM: fcfg, Version: version, Logger: base,
 	})
 	if err != nil {
 		return err

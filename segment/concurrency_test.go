@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -160,4 +161,46 @@ func TestCloseWhileReading(t *testing.T) {
 	for err := range errc {
 		t.Error(err)
 	}
+}
+
+// Sync may run on another goroutine while the writer appends and rolls (fsm calls it from
+// a raft snapshot's Persist). Run with -race.
+func TestSyncConcurrentWithAppend(t *testing.T) {
+	l := mustOpen(t, t.TempDir(), Options{MaxSegmentBytes: 2048})
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	syncs := 0
+	go func() {
+		defer close(errc)
+		for i := 0; i < 100_000; i++ { // bounded; normally ends when the writer is done
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err := l.Sync(); err != nil {
+				errc <- err
+				return
+			}
+			syncs++
+		}
+	}()
+	batches := makeBatches(1, 1, slices.Repeat([]int{3}, 200)...)
+	for _, b := range batches {
+		if err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if l.syncedSeq != l.appendSeq {
+		t.Fatalf("after Sync: synced %d of %d appends", l.syncedSeq, l.appendSeq)
+	}
+	checkLog(t, l, flatten(batches))
+	t.Logf("%d concurrent Syncs", syncs)
 }

@@ -120,26 +120,32 @@ type segment struct {
 
 // Log is an append-only sequence of records stored in segment files under one directory.
 //
-// Concurrency: Append, Sync and Close must be called from one goroutine at a time (the
-// single writer). Read, Scan, FirstPosition, LastPosition, LastIndex and iterators are
-// safe from any number of goroutines concurrently with the writer, and see every record
-// of an Append as soon as that Append has returned.
+// Concurrency: Append and Close must be called from one goroutine at a time (the single
+// writer). Sync may be called from any goroutine, also concurrently with Append (for
+// example from a raft snapshot's Persist). Read, Scan, FirstPosition, LastPosition,
+// LastIndex and iterators are safe from any number of goroutines concurrently with the
+// writer, and see every record of an Append as soon as that Append has returned.
 type Log struct {
 	dir  string
 	opts Options
 	log  *slog.Logger
 
-	mu   sync.RWMutex
-	segs []*segment // ordered by base; all but the last are sealed and immutable
+	mu        sync.RWMutex
+	segs      []*segment // ordered by base; all but the last are sealed and immutable
+	appendSeq uint64     // count of successful Appends; written under mu
 
 	closed    atomic.Bool
 	first     atomic.Uint64
 	last      atomic.Uint64
 	lastIndex atomic.Uint64
+	// failed is sticky: set when durability or file state is unknown (fsync or truncate
+	// failure). It holds the first such error.
+	failed atomic.Pointer[error]
+
+	syncMu    sync.Mutex // serialises Sync calls
+	syncedSeq uint64     // appendSeq covered by the last successful Sync; under syncMu
 
 	// Writer-only state.
-	failed  error    // sticky: set when durability or file state is unknown (fsync or truncate failure)
-	dirty   bool     // the active file has writes not yet fsynced
 	flushed int64    // offset in the active file up to which writeback has been started
 	wbuf    []byte   // batch encoding buffer, reused
 	rel     []uint32 // batch-relative record offsets, reused
@@ -218,15 +224,15 @@ func (l *Log) LastIndex() uint64 { return l.lastIndex.Load() }
 // call Sync. After a crash, recovery keeps each Append call entirely or not at all.
 // Records are visible to Read and Scan when Append returns.
 //
-// Append, Sync and Close must not be called concurrently with each other. After an fsync
-// or truncate failure the Log refuses further writes (the error is returned again) and must
-// be reopened.
+// Append and Close must not be called concurrently with each other. After an fsync or
+// truncate failure the Log refuses further writes (the error is returned again) and must be
+// reopened.
 func (l *Log) Append(recs []Record) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	if l.failed != nil {
-		return l.failed
+	if err := l.failure(); err != nil {
+		return err
 	}
 	if len(recs) == 0 {
 		return nil
@@ -269,9 +275,9 @@ func (l *Log) Append(recs []Record) error {
 	}
 	seg.size = start + int64(len(batch))
 	seg.lastIndex = recs[len(recs)-1].Index
+	l.appendSeq++
 	l.publish()
 	l.mu.Unlock()
-	l.dirty = true
 	l.kickWriteback(seg)
 	return nil
 }
@@ -373,7 +379,6 @@ func (l *Log) roll(base uint64) (*segment, error) {
 			if err := act.f.Sync(); err != nil {
 				return nil, l.fail(fmt.Errorf("segment: fsync %s before roll: %w", act.path, err))
 			}
-			l.dirty = false
 			l.mu.Lock()
 			act.offs = slices.Clone(act.offs) // sealed: drop spare capacity
 			l.mu.Unlock()
@@ -438,47 +443,75 @@ func (l *Log) writeFailed(seg *segment, start int64, werr error) error {
 	return werr
 }
 
-// fail makes err sticky: the Log accepts no more writes.
+// fail makes err sticky: the Log accepts no more writes. The first failure is kept.
 func (l *Log) fail(err error) error {
-	l.failed = err
-	l.log.Error("segment log failed; reopen required", "err", err)
+	if l.failed.CompareAndSwap(nil, &err) {
+		l.log.Error("segment log failed; reopen required", "err", err)
+	} else {
+		l.log.Error("segment log failed again", "err", err)
+	}
 	return err
 }
 
-// Sync makes everything appended so far durable: it fsyncs the active file. Earlier files
-// were fsynced when they were sealed, and every file's directory entry was fsynced when
-// the file was created. An fsync failure is sticky (the Log refuses further writes).
+// failure returns the sticky failure, or nil.
+func (l *Log) failure() error {
+	if p := l.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Sync makes durable every record whose Append returned before Sync was called: it fsyncs
+// the active file. Earlier files were fsynced when they were sealed, and every file's
+// directory entry was fsynced when the file was created. Sync may run concurrently with
+// Append (records appended meanwhile may or may not be covered) and with other Syncs; it
+// does nothing if nothing was appended since the last successful Sync. An fsync failure is
+// sticky (the Log refuses further writes).
 func (l *Log) Sync() error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	if l.failed != nil {
-		return l.failed
+	if err := l.failure(); err != nil {
+		return err
 	}
-	return l.syncActive()
+	return l.sync()
 }
 
-func (l *Log) syncActive() error {
-	if !l.dirty || len(l.segs) == 0 {
+func (l *Log) sync() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	// Every record counted in seq is in act or in an earlier file, and earlier files were
+	// fsynced before act was created.
+	l.mu.RLock()
+	seq := l.appendSeq
+	var act *segment
+	if n := len(l.segs); n > 0 {
+		act = l.segs[n-1]
+	}
+	l.mu.RUnlock()
+	if act == nil || seq == l.syncedSeq {
 		return nil
 	}
-	act := l.segs[len(l.segs)-1]
 	if err := act.f.Sync(); err != nil {
+		if errors.Is(err, os.ErrClosed) && l.closed.Load() {
+			return ErrClosed
+		}
 		return l.fail(fmt.Errorf("segment: fsync %s: %w", act.path, err))
 	}
-	l.dirty = false
+	l.syncedSeq = seq
 	return nil
 }
 
-// Close syncs unsynced appends (unless the Log has failed) and closes all files. Reads and
-// iterators in flight may then fail with ErrClosed. A second Close returns ErrClosed.
+// Close syncs unsynced appends (unless the Log has failed) and closes all files. Reads,
+// iterators and Syncs in flight may then fail with ErrClosed. A second Close returns
+// ErrClosed.
 func (l *Log) Close() error {
 	if l.closed.Swap(true) {
 		return ErrClosed
 	}
 	var err error
-	if l.failed == nil {
-		err = l.syncActive()
+	if l.failure() == nil {
+		err = l.sync()
 	}
 	return errors.Join(err, l.closeFiles())
 }

@@ -2,7 +2,6 @@ package systemtest
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -84,13 +84,7 @@ func dumpLogs(t testing.TB, c *localcluster.Cluster) {
 	}
 }
 
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
+func newUUID() string { return uuid.NewString() }
 
 func anyRev() *cairnpb.ExpectedRevision {
 	return &cairnpb.ExpectedRevision{Kind: cairnpb.ExpectedRevision_KIND_ANY}

@@ -145,19 +145,14 @@ func (s *Service) Append(ctx context.Context, req *cairnpb.AppendRequest) (*cair
 	}
 	res, err := s.propose(ctx, cmd)
 	if err != nil {
-		if addr, ok := s.forwardTarget(ctx, op, err, req.GetRequireLeader()); ok {
-			fwd := proto.Clone(req).(*cairnpb.AppendRequest)
-			fillIDs(fwd.Events)
-			resp, err := forward(ctx, s, op, addr, true,
-				func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.AppendResponse, error) {
-					return c.Append(ctx, fwd)
-				})
-			if err != nil {
-				return nil, s.fail(ctx, op, err)
-			}
-			return resp, nil
-		}
-		return nil, s.fail(ctx, op, err)
+		// Events without an id get one before they may leave this node, so a retried forward
+		// carries the same ids and cannot write them twice.
+		fwd := proto.Clone(req).(*cairnpb.AppendRequest)
+		fillIDs(fwd.Events)
+		return forwardOrFail(ctx, s, op, err, req.GetRequireLeader(), true,
+			func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.AppendResponse, error) {
+				return c.Append(ctx, fwd)
+			})
 	}
 	if len(res.Streams) != 1 {
 		return nil, s.fail(ctx, op, fmt.Errorf("append: state machine returned %d stream results, want 1", len(res.Streams)))
@@ -185,17 +180,10 @@ func (s *Service) Tombstone(ctx context.Context, req *cairnpb.TombstoneRequest) 
 	}
 	res, err := s.propose(ctx, cmd)
 	if err != nil {
-		if addr, ok := s.forwardTarget(ctx, op, err, req.GetRequireLeader()); ok {
-			resp, err := forward(ctx, s, op, addr, true,
-				func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.TombstoneResponse, error) {
-					return c.Tombstone(ctx, req)
-				})
-			if err != nil {
-				return nil, s.fail(ctx, op, err)
-			}
-			return resp, nil
-		}
-		return nil, s.fail(ctx, op, err)
+		return forwardOrFail(ctx, s, op, err, req.GetRequireLeader(), true,
+			func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.TombstoneResponse, error) {
+				return c.Tombstone(ctx, req)
+			})
 	}
 	if len(res.Streams) != 1 {
 		return nil, s.fail(ctx, op, fmt.Errorf("tombstone: state machine returned %d stream results, want 1", len(res.Streams)))
@@ -218,21 +206,14 @@ func (s *Service) AppendMulti(ctx context.Context, req *cairnpb.AppendMultiReque
 	}
 	res, err := s.propose(ctx, cmd)
 	if err != nil {
-		if addr, ok := s.forwardTarget(ctx, op, err, req.GetRequireLeader()); ok {
-			fwd := proto.Clone(req).(*cairnpb.AppendMultiRequest)
-			for _, p := range fwd.Appends {
-				fillIDs(p.Events)
-			}
-			resp, err := forward(ctx, s, op, addr, true,
-				func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.AppendMultiResponse, error) {
-					return c.AppendMulti(ctx, fwd)
-				})
-			if err != nil {
-				return nil, s.fail(ctx, op, err)
-			}
-			return resp, nil
+		fwd := proto.Clone(req).(*cairnpb.AppendMultiRequest) // ids filled once, as in Append
+		for _, p := range fwd.Appends {
+			fillIDs(p.Events)
 		}
-		return nil, s.fail(ctx, op, err)
+		return forwardOrFail(ctx, s, op, err, req.GetRequireLeader(), true,
+			func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.AppendMultiResponse, error) {
+				return c.AppendMulti(ctx, fwd)
+			})
 	}
 	if len(res.Streams) != len(req.GetAppends()) {
 		return nil, s.fail(ctx, op, fmt.Errorf("append multi: state machine returned %d stream results, want %d",
@@ -271,17 +252,10 @@ func (s *Service) Read(ctx context.Context, req *cairnpb.ReadRequest) (*cairnpb.
 	}
 	info, err := s.node.ReadFence(ctx, p.opts)
 	if err != nil {
-		if addr, ok := s.forwardTarget(ctx, op, err, false); ok {
-			resp, err := forward(ctx, s, op, addr, false,
-				func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.ReadResponse, error) {
-					return c.Read(ctx, req)
-				})
-			if err != nil {
-				return nil, s.fail(ctx, op, err)
-			}
-			return resp, nil
-		}
-		return nil, s.fail(ctx, op, err)
+		return forwardOrFail(ctx, s, op, err, false, false,
+			func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.ReadResponse, error) {
+				return c.Read(ctx, req)
+			})
 	}
 	res, err := s.readStream(ctx, p)
 	if err != nil {
@@ -303,17 +277,10 @@ func (s *Service) ReadAll(ctx context.Context, req *cairnpb.ReadAllRequest) (*ca
 	}
 	info, err := s.node.ReadFence(ctx, p.opts)
 	if err != nil {
-		if addr, ok := s.forwardTarget(ctx, op, err, false); ok {
-			resp, err := forward(ctx, s, op, addr, false,
-				func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.ReadAllResponse, error) {
-					return c.ReadAll(ctx, req)
-				})
-			if err != nil {
-				return nil, s.fail(ctx, op, err)
-			}
-			return resp, nil
-		}
-		return nil, s.fail(ctx, op, err)
+		return forwardOrFail(ctx, s, op, err, false, false,
+			func(ctx context.Context, c cairnpb.EventsClient) (*cairnpb.ReadAllResponse, error) {
+				return c.ReadAll(ctx, req)
+			})
 	}
 	res, checkpoint, err := s.readAll(ctx, p)
 	if err != nil {
@@ -325,6 +292,24 @@ func (s *Service) ReadAll(ctx context.Context, req *cairnpb.ReadAllRequest) (*ca
 		CheckpointPosition: checkpoint,
 		EndOfLog:           res.end,
 	}, nil
+}
+
+// forwardOrFail handles the error of a local attempt: when the request may go to the leader
+// (forwardTarget: not leader, a leader address known, not forwarded already, require_leader not
+// set) it is forwarded there and the leader's answer is returned; otherwise the error is mapped to
+// its status. write says whether an unanswered forward is an unknown outcome.
+func forwardOrFail[T proto.Message](ctx context.Context, s *Service, op string, err error, requireLeader, write bool,
+	call func(context.Context, cairnpb.EventsClient) (T, error)) (T, error) {
+	var zero T
+	addr, ok := s.forwardTarget(ctx, op, err, requireLeader)
+	if !ok {
+		return zero, s.fail(ctx, op, err)
+	}
+	resp, err := forward(ctx, s, op, addr, write, call)
+	if err != nil {
+		return zero, s.fail(ctx, op, err)
+	}
+	return resp, nil
 }
 
 // Status implements cairnpb.ClusterServer: this node's view of the cluster.

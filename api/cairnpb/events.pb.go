@@ -1532,6 +1532,473 @@ func (x *TombstoneResponse) GetCommitTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// SubscribeRequest starts a subscription.
+type SubscribeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stream to subscribe to. Empty, or "$all", subscribes to the global log.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// Exclusive start: the revision (stream) or position ($all) after which events are delivered.
+	// Ignored when from_start or from_end is set. For $all, 0 is the same as from_start.
+	From uint64 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`
+	// Deliver every event, from the first one.
+	FromStart bool `protobuf:"varint,3,opt,name=from_start,json=fromStart,proto3" json:"from_start,omitempty"`
+	// Deliver only events after the current end of the stream (or of $all) on the serving node,
+	// as it is after the start fence (see options).
+	FromEnd bool `protobuf:"varint,4,opt,name=from_end,json=fromEnd,proto3" json:"from_end,omitempty"`
+	// Selects events, as in ReadAllRequest. It may be used with a stream subscription too.
+	Filter *Filter `protobuf:"bytes,5,opt,name=filter,proto3" json:"filter,omitempty"`
+	// Consistency of the start (catch-up begins after this fence); CONSISTENCY_UNSPECIFIED is
+	// CONSISTENCY_LINEARIZABLE, as for reads. Any node serves any level: a follower obtains a
+	// LINEARIZABLE or LEADER fence from the leader and waits until it has applied that index. Live
+	// delivery then follows the serving node's applied state. For STALE, max_staleness is checked
+	// again at every checkpoint interval and ends the subscription with TOO_STALE when exceeded.
+	Options *ReadOptions `protobuf:"bytes,6,opt,name=options,proto3" json:"options,omitempty"`
+	// How often a checkpoint is sent while the scanned position advances without a matching
+	// event; 0 means the server default (1 s). Clamped to [10 ms, 1 min].
+	CheckpointInterval *durationpb.Duration `protobuf:"bytes,7,opt,name=checkpoint_interval,json=checkpointInterval,proto3" json:"checkpoint_interval,omitempty"`
+	// A heartbeat is sent after this long without any other message; 0 means the server default
+	// (5 s). Clamped to [10 ms, 1 min].
+	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,8,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *SubscribeRequest) Reset() {
+	*x = SubscribeRequest{}
+	mi := &file_cairn_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeRequest) ProtoMessage() {}
+
+func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
+func (*SubscribeRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SubscribeRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *SubscribeRequest) GetFrom() uint64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *SubscribeRequest) GetFromStart() bool {
+	if x != nil {
+		return x.FromStart
+	}
+	return false
+}
+
+func (x *SubscribeRequest) GetFromEnd() bool {
+	if x != nil {
+		return x.FromEnd
+	}
+	return false
+}
+
+func (x *SubscribeRequest) GetFilter() *Filter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetOptions() *ReadOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetCheckpointInterval() *durationpb.Duration {
+	if x != nil {
+		return x.CheckpointInterval
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetHeartbeatInterval() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatInterval
+	}
+	return nil
+}
+
+// SubscribeResponse is one message of a subscription.
+type SubscribeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*SubscribeResponse_Event
+	//	*SubscribeResponse_CaughtUp_
+	//	*SubscribeResponse_Checkpoint_
+	//	*SubscribeResponse_Heartbeat_
+	//	*SubscribeResponse_FellBehind_
+	Kind isSubscribeResponse_Kind `protobuf_oneof:"kind"`
+	// The serving node's applied raft index when the message was sent; at least the log index of
+	// every event sent so far.
+	AppliedIndex uint64 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// The serving node's id.
+	NodeId        string `protobuf:"bytes,11,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeResponse) Reset() {
+	*x = SubscribeResponse{}
+	mi := &file_cairn_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeResponse) ProtoMessage() {}
+
+func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
+func (*SubscribeResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SubscribeResponse) GetKind() isSubscribeResponse_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetEvent() *RecordedEvent {
+	if x != nil {
+		if x, ok := x.Kind.(*SubscribeResponse_Event); ok {
+			return x.Event
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetCaughtUp() *SubscribeResponse_CaughtUp {
+	if x != nil {
+		if x, ok := x.Kind.(*SubscribeResponse_CaughtUp_); ok {
+			return x.CaughtUp
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetCheckpoint() *SubscribeResponse_Checkpoint {
+	if x != nil {
+		if x, ok := x.Kind.(*SubscribeResponse_Checkpoint_); ok {
+			return x.Checkpoint
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetHeartbeat() *SubscribeResponse_Heartbeat {
+	if x != nil {
+		if x, ok := x.Kind.(*SubscribeResponse_Heartbeat_); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetFellBehind() *SubscribeResponse_FellBehind {
+	if x != nil {
+		if x, ok := x.Kind.(*SubscribeResponse_FellBehind_); ok {
+			return x.FellBehind
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *SubscribeResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type isSubscribeResponse_Kind interface {
+	isSubscribeResponse_Kind()
+}
+
+type SubscribeResponse_Event struct {
+	Event *RecordedEvent `protobuf:"bytes,1,opt,name=event,proto3,oneof"`
+}
+
+type SubscribeResponse_CaughtUp_ struct {
+	CaughtUp *SubscribeResponse_CaughtUp `protobuf:"bytes,2,opt,name=caught_up,json=caughtUp,proto3,oneof"`
+}
+
+type SubscribeResponse_Checkpoint_ struct {
+	Checkpoint *SubscribeResponse_Checkpoint `protobuf:"bytes,3,opt,name=checkpoint,proto3,oneof"`
+}
+
+type SubscribeResponse_Heartbeat_ struct {
+	Heartbeat *SubscribeResponse_Heartbeat `protobuf:"bytes,4,opt,name=heartbeat,proto3,oneof"`
+}
+
+type SubscribeResponse_FellBehind_ struct {
+	FellBehind *SubscribeResponse_FellBehind `protobuf:"bytes,5,opt,name=fell_behind,json=fellBehind,proto3,oneof"`
+}
+
+func (*SubscribeResponse_Event) isSubscribeResponse_Kind() {}
+
+func (*SubscribeResponse_CaughtUp_) isSubscribeResponse_Kind() {}
+
+func (*SubscribeResponse_Checkpoint_) isSubscribeResponse_Kind() {}
+
+func (*SubscribeResponse_Heartbeat_) isSubscribeResponse_Kind() {}
+
+func (*SubscribeResponse_FellBehind_) isSubscribeResponse_Kind() {}
+
+// CaughtUp marks the hand-over from history to live delivery: every matching event up to
+// position (and, for a stream, revision) was delivered before it. Sent once after the
+// catch-up, and again after each fell_behind.
+type SubscribeResponse_CaughtUp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every position of $all up to this one has been scanned.
+	Position uint64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	// Stream subscriptions: the revision of the stream's last event delivered or skipped by the
+	// start point; absent when the stream has no events yet.
+	Revision      *uint64 `protobuf:"varint,2,opt,name=revision,proto3,oneof" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeResponse_CaughtUp) Reset() {
+	*x = SubscribeResponse_CaughtUp{}
+	mi := &file_cairn_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeResponse_CaughtUp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeResponse_CaughtUp) ProtoMessage() {}
+
+func (x *SubscribeResponse_CaughtUp) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeResponse_CaughtUp.ProtoReflect.Descriptor instead.
+func (*SubscribeResponse_CaughtUp) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{19, 0}
+}
+
+func (x *SubscribeResponse_CaughtUp) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *SubscribeResponse_CaughtUp) GetRevision() uint64 {
+	if x != nil && x.Revision != nil {
+		return *x.Revision
+	}
+	return 0
+}
+
+// Checkpoint says how far the scan has gone: every position of $all up to position has been
+// scanned, and every matching event at or before it was delivered. Checkpoints strictly
+// increase and are always beyond the last event sent. Resuming from position (exclusive)
+// misses nothing.
+type SubscribeResponse_Checkpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      uint64                 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeResponse_Checkpoint) Reset() {
+	*x = SubscribeResponse_Checkpoint{}
+	mi := &file_cairn_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeResponse_Checkpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeResponse_Checkpoint) ProtoMessage() {}
+
+func (x *SubscribeResponse_Checkpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeResponse_Checkpoint.ProtoReflect.Descriptor instead.
+func (*SubscribeResponse_Checkpoint) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{19, 1}
+}
+
+func (x *SubscribeResponse_Checkpoint) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+// Heartbeat is sent when nothing else was sent for the heartbeat interval.
+type SubscribeResponse_Heartbeat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeResponse_Heartbeat) Reset() {
+	*x = SubscribeResponse_Heartbeat{}
+	mi := &file_cairn_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeResponse_Heartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeResponse_Heartbeat) ProtoMessage() {}
+
+func (x *SubscribeResponse_Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeResponse_Heartbeat.ProtoReflect.Descriptor instead.
+func (*SubscribeResponse_Heartbeat) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{19, 2}
+}
+
+// FellBehind says the subscriber is far behind the serving node's log (it reads more slowly
+// than events arrive). The server keeps delivering from its log: no action is needed. A
+// caught_up follows when the subscriber has caught up again.
+type SubscribeResponse_FellBehind struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every position up to this one has been scanned (as in Checkpoint).
+	Position uint64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	// The serving node's last position when it noticed.
+	LastPosition  uint64 `protobuf:"varint,2,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeResponse_FellBehind) Reset() {
+	*x = SubscribeResponse_FellBehind{}
+	mi := &file_cairn_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeResponse_FellBehind) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeResponse_FellBehind) ProtoMessage() {}
+
+func (x *SubscribeResponse_FellBehind) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeResponse_FellBehind.ProtoReflect.Descriptor instead.
+func (*SubscribeResponse_FellBehind) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{19, 3}
+}
+
+func (x *SubscribeResponse_FellBehind) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *SubscribeResponse_FellBehind) GetLastPosition() uint64 {
+	if x != nil {
+		return x.LastPosition
+	}
+	return 0
+}
+
 var File_cairn_v1_events_proto protoreflect.FileDescriptor
 
 const file_cairn_v1_events_proto_rawDesc = "" +
@@ -1653,7 +2120,42 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\bposition\x18\x01 \x01(\x04R\bposition\x12\x1b\n" +
 	"\tlog_index\x18\x02 \x01(\x04R\blogIndex\x12;\n" +
 	"\vcommit_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"commitTime*U\n" +
+	"commitTime\"\xe9\x02\n" +
+	"\x10SubscribeRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x1d\n" +
+	"\n" +
+	"from_start\x18\x03 \x01(\bR\tfromStart\x12\x19\n" +
+	"\bfrom_end\x18\x04 \x01(\bR\afromEnd\x12(\n" +
+	"\x06filter\x18\x05 \x01(\v2\x10.cairn.v1.FilterR\x06filter\x12/\n" +
+	"\aoptions\x18\x06 \x01(\v2\x15.cairn.v1.ReadOptionsR\aoptions\x12J\n" +
+	"\x13checkpoint_interval\x18\a \x01(\v2\x19.google.protobuf.DurationR\x12checkpointInterval\x12H\n" +
+	"\x12heartbeat_interval\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\x87\x05\n" +
+	"\x11SubscribeResponse\x12/\n" +
+	"\x05event\x18\x01 \x01(\v2\x17.cairn.v1.RecordedEventH\x00R\x05event\x12C\n" +
+	"\tcaught_up\x18\x02 \x01(\v2$.cairn.v1.SubscribeResponse.CaughtUpH\x00R\bcaughtUp\x12H\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\v2&.cairn.v1.SubscribeResponse.CheckpointH\x00R\n" +
+	"checkpoint\x12E\n" +
+	"\theartbeat\x18\x04 \x01(\v2%.cairn.v1.SubscribeResponse.HeartbeatH\x00R\theartbeat\x12I\n" +
+	"\vfell_behind\x18\x05 \x01(\v2&.cairn.v1.SubscribeResponse.FellBehindH\x00R\n" +
+	"fellBehind\x12#\n" +
+	"\rapplied_index\x18\n" +
+	" \x01(\x04R\fappliedIndex\x12\x17\n" +
+	"\anode_id\x18\v \x01(\tR\x06nodeId\x1aT\n" +
+	"\bCaughtUp\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\x12\x1f\n" +
+	"\brevision\x18\x02 \x01(\x04H\x00R\brevision\x88\x01\x01B\v\n" +
+	"\t_revision\x1a(\n" +
+	"\n" +
+	"Checkpoint\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\x1a\v\n" +
+	"\tHeartbeat\x1aM\n" +
+	"\n" +
+	"FellBehind\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\x12#\n" +
+	"\rlast_position\x18\x02 \x01(\x04R\flastPositionB\x06\n" +
+	"\x04kind*U\n" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11DIRECTION_FORWARD\x10\x01\x12\x16\n" +
@@ -1662,13 +2164,14 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x16\n" +
 	"\x12CONSISTENCY_LEADER\x10\x02\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x032\xce\x02\n" +
+	"\x11CONSISTENCY_STALE\x10\x032\x96\x03\n" +
 	"\x06Events\x12;\n" +
 	"\x06Append\x12\x17.cairn.v1.AppendRequest\x1a\x18.cairn.v1.AppendResponse\x12J\n" +
 	"\vAppendMulti\x12\x1c.cairn.v1.AppendMultiRequest\x1a\x1d.cairn.v1.AppendMultiResponse\x125\n" +
 	"\x04Read\x12\x15.cairn.v1.ReadRequest\x1a\x16.cairn.v1.ReadResponse\x12>\n" +
 	"\aReadAll\x12\x18.cairn.v1.ReadAllRequest\x1a\x19.cairn.v1.ReadAllResponse\x12D\n" +
-	"\tTombstone\x12\x1a.cairn.v1.TombstoneRequest\x1a\x1b.cairn.v1.TombstoneResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
+	"\tTombstone\x12\x1a.cairn.v1.TombstoneRequest\x1a\x1b.cairn.v1.TombstoneResponse\x12F\n" +
+	"\tSubscribe\x12\x1a.cairn.v1.SubscribeRequest\x1a\x1b.cairn.v1.SubscribeResponse0\x01B&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
 
 var (
 	file_cairn_v1_events_proto_rawDescOnce sync.Once
@@ -1683,46 +2186,52 @@ func file_cairn_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cairn_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_cairn_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_cairn_v1_events_proto_goTypes = []any{
-	(Direction)(0),                // 0: cairn.v1.Direction
-	(Consistency)(0),              // 1: cairn.v1.Consistency
-	(ExpectedRevision_Kind)(0),    // 2: cairn.v1.ExpectedRevision.Kind
-	(*ExpectedRevision)(nil),      // 3: cairn.v1.ExpectedRevision
-	(*EventData)(nil),             // 4: cairn.v1.EventData
-	(*AppendRequest)(nil),         // 5: cairn.v1.AppendRequest
-	(*AppendResponse)(nil),        // 6: cairn.v1.AppendResponse
-	(*StreamAppend)(nil),          // 7: cairn.v1.StreamAppend
-	(*AppendMultiRequest)(nil),    // 8: cairn.v1.AppendMultiRequest
-	(*StreamAppendResult)(nil),    // 9: cairn.v1.StreamAppendResult
-	(*AppendMultiResponse)(nil),   // 10: cairn.v1.AppendMultiResponse
-	(*ReadOptions)(nil),           // 11: cairn.v1.ReadOptions
-	(*ServedBy)(nil),              // 12: cairn.v1.ServedBy
-	(*RecordedEvent)(nil),         // 13: cairn.v1.RecordedEvent
-	(*ReadRequest)(nil),           // 14: cairn.v1.ReadRequest
-	(*ReadResponse)(nil),          // 15: cairn.v1.ReadResponse
-	(*Filter)(nil),                // 16: cairn.v1.Filter
-	(*ReadAllRequest)(nil),        // 17: cairn.v1.ReadAllRequest
-	(*ReadAllResponse)(nil),       // 18: cairn.v1.ReadAllResponse
-	(*TombstoneRequest)(nil),      // 19: cairn.v1.TombstoneRequest
-	(*TombstoneResponse)(nil),     // 20: cairn.v1.TombstoneResponse
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(Direction)(0),                       // 0: cairn.v1.Direction
+	(Consistency)(0),                     // 1: cairn.v1.Consistency
+	(ExpectedRevision_Kind)(0),           // 2: cairn.v1.ExpectedRevision.Kind
+	(*ExpectedRevision)(nil),             // 3: cairn.v1.ExpectedRevision
+	(*EventData)(nil),                    // 4: cairn.v1.EventData
+	(*AppendRequest)(nil),                // 5: cairn.v1.AppendRequest
+	(*AppendResponse)(nil),               // 6: cairn.v1.AppendResponse
+	(*StreamAppend)(nil),                 // 7: cairn.v1.StreamAppend
+	(*AppendMultiRequest)(nil),           // 8: cairn.v1.AppendMultiRequest
+	(*StreamAppendResult)(nil),           // 9: cairn.v1.StreamAppendResult
+	(*AppendMultiResponse)(nil),          // 10: cairn.v1.AppendMultiResponse
+	(*ReadOptions)(nil),                  // 11: cairn.v1.ReadOptions
+	(*ServedBy)(nil),                     // 12: cairn.v1.ServedBy
+	(*RecordedEvent)(nil),                // 13: cairn.v1.RecordedEvent
+	(*ReadRequest)(nil),                  // 14: cairn.v1.ReadRequest
+	(*ReadResponse)(nil),                 // 15: cairn.v1.ReadResponse
+	(*Filter)(nil),                       // 16: cairn.v1.Filter
+	(*ReadAllRequest)(nil),               // 17: cairn.v1.ReadAllRequest
+	(*ReadAllResponse)(nil),              // 18: cairn.v1.ReadAllResponse
+	(*TombstoneRequest)(nil),             // 19: cairn.v1.TombstoneRequest
+	(*TombstoneResponse)(nil),            // 20: cairn.v1.TombstoneResponse
+	(*SubscribeRequest)(nil),             // 21: cairn.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),            // 22: cairn.v1.SubscribeResponse
+	(*SubscribeResponse_CaughtUp)(nil),   // 23: cairn.v1.SubscribeResponse.CaughtUp
+	(*SubscribeResponse_Checkpoint)(nil), // 24: cairn.v1.SubscribeResponse.Checkpoint
+	(*SubscribeResponse_Heartbeat)(nil),  // 25: cairn.v1.SubscribeResponse.Heartbeat
+	(*SubscribeResponse_FellBehind)(nil), // 26: cairn.v1.SubscribeResponse.FellBehind
+	(*timestamppb.Timestamp)(nil),        // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 28: google.protobuf.Duration
 }
 var file_cairn_v1_events_proto_depIdxs = []int32{
 	2,  // 0: cairn.v1.ExpectedRevision.kind:type_name -> cairn.v1.ExpectedRevision.Kind
 	3,  // 1: cairn.v1.AppendRequest.expected:type_name -> cairn.v1.ExpectedRevision
 	4,  // 2: cairn.v1.AppendRequest.events:type_name -> cairn.v1.EventData
-	21, // 3: cairn.v1.AppendResponse.commit_time:type_name -> google.protobuf.Timestamp
+	27, // 3: cairn.v1.AppendResponse.commit_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: cairn.v1.StreamAppend.expected:type_name -> cairn.v1.ExpectedRevision
 	4,  // 5: cairn.v1.StreamAppend.events:type_name -> cairn.v1.EventData
 	7,  // 6: cairn.v1.AppendMultiRequest.appends:type_name -> cairn.v1.StreamAppend
 	9,  // 7: cairn.v1.AppendMultiResponse.results:type_name -> cairn.v1.StreamAppendResult
-	21, // 8: cairn.v1.AppendMultiResponse.commit_time:type_name -> google.protobuf.Timestamp
+	27, // 8: cairn.v1.AppendMultiResponse.commit_time:type_name -> google.protobuf.Timestamp
 	1,  // 9: cairn.v1.ReadOptions.consistency:type_name -> cairn.v1.Consistency
-	22, // 10: cairn.v1.ReadOptions.max_staleness:type_name -> google.protobuf.Duration
-	22, // 11: cairn.v1.ServedBy.last_contact:type_name -> google.protobuf.Duration
-	21, // 12: cairn.v1.RecordedEvent.commit_time:type_name -> google.protobuf.Timestamp
+	28, // 10: cairn.v1.ReadOptions.max_staleness:type_name -> google.protobuf.Duration
+	28, // 11: cairn.v1.ServedBy.last_contact:type_name -> google.protobuf.Duration
+	27, // 12: cairn.v1.RecordedEvent.commit_time:type_name -> google.protobuf.Timestamp
 	0,  // 13: cairn.v1.ReadRequest.direction:type_name -> cairn.v1.Direction
 	11, // 14: cairn.v1.ReadRequest.options:type_name -> cairn.v1.ReadOptions
 	13, // 15: cairn.v1.ReadResponse.events:type_name -> cairn.v1.RecordedEvent
@@ -1733,22 +2242,33 @@ var file_cairn_v1_events_proto_depIdxs = []int32{
 	13, // 20: cairn.v1.ReadAllResponse.events:type_name -> cairn.v1.RecordedEvent
 	12, // 21: cairn.v1.ReadAllResponse.served_by:type_name -> cairn.v1.ServedBy
 	3,  // 22: cairn.v1.TombstoneRequest.expected:type_name -> cairn.v1.ExpectedRevision
-	21, // 23: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
-	5,  // 24: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
-	8,  // 25: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
-	14, // 26: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
-	17, // 27: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
-	19, // 28: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
-	6,  // 29: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
-	10, // 30: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
-	15, // 31: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
-	18, // 32: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
-	20, // 33: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
-	29, // [29:34] is the sub-list for method output_type
-	24, // [24:29] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	27, // 23: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
+	16, // 24: cairn.v1.SubscribeRequest.filter:type_name -> cairn.v1.Filter
+	11, // 25: cairn.v1.SubscribeRequest.options:type_name -> cairn.v1.ReadOptions
+	28, // 26: cairn.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
+	28, // 27: cairn.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	13, // 28: cairn.v1.SubscribeResponse.event:type_name -> cairn.v1.RecordedEvent
+	23, // 29: cairn.v1.SubscribeResponse.caught_up:type_name -> cairn.v1.SubscribeResponse.CaughtUp
+	24, // 30: cairn.v1.SubscribeResponse.checkpoint:type_name -> cairn.v1.SubscribeResponse.Checkpoint
+	25, // 31: cairn.v1.SubscribeResponse.heartbeat:type_name -> cairn.v1.SubscribeResponse.Heartbeat
+	26, // 32: cairn.v1.SubscribeResponse.fell_behind:type_name -> cairn.v1.SubscribeResponse.FellBehind
+	5,  // 33: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
+	8,  // 34: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
+	14, // 35: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
+	17, // 36: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
+	19, // 37: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
+	21, // 38: cairn.v1.Events.Subscribe:input_type -> cairn.v1.SubscribeRequest
+	6,  // 39: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
+	10, // 40: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
+	15, // 41: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
+	18, // 42: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
+	20, // 43: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
+	22, // 44: cairn.v1.Events.Subscribe:output_type -> cairn.v1.SubscribeResponse
+	39, // [39:45] is the sub-list for method output_type
+	33, // [33:39] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_events_proto_init() }
@@ -1756,13 +2276,21 @@ func file_cairn_v1_events_proto_init() {
 	if File_cairn_v1_events_proto != nil {
 		return
 	}
+	file_cairn_v1_events_proto_msgTypes[19].OneofWrappers = []any{
+		(*SubscribeResponse_Event)(nil),
+		(*SubscribeResponse_CaughtUp_)(nil),
+		(*SubscribeResponse_Checkpoint_)(nil),
+		(*SubscribeResponse_Heartbeat_)(nil),
+		(*SubscribeResponse_FellBehind_)(nil),
+	}
+	file_cairn_v1_events_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_events_proto_rawDesc), len(file_cairn_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	Events_Read_FullMethodName        = "/cairn.v1.Events/Read"
 	Events_ReadAll_FullMethodName     = "/cairn.v1.Events/ReadAll"
 	Events_Tombstone_FullMethodName   = "/cairn.v1.Events/Tombstone"
+	Events_Subscribe_FullMethodName   = "/cairn.v1.Events/Subscribe"
 )
 
 // EventsClient is the client API for Events service.
@@ -54,6 +55,11 @@ type EventsClient interface {
 	// again (appends fail with FAILED_PRECONDITION) and reads of it fail with FAILED_PRECONDITION.
 	// The tombstone takes a position in $all.
 	Tombstone(ctx context.Context, in *TombstoneRequest, opts ...grpc.CallOption) (*TombstoneResponse, error)
+	// Subscribe delivers the events of one stream or of $all after a starting point (exclusive):
+	// first from history (catch-up), then live as they are applied, with no gap and no duplicate
+	// at the hand-over. The stream of responses never ends by itself; see SubscribeRequest and
+	// SubscribeResponse for the messages and api/DESIGN.md ("Subscriptions") for the rules.
+	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 }
 
 type eventsClient struct {
@@ -114,6 +120,25 @@ func (c *eventsClient) Tombstone(ctx context.Context, in *TombstoneRequest, opts
 	return out, nil
 }
 
+func (c *eventsClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Events_ServiceDesc.Streams[0], Events_Subscribe_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SubscribeRequest, SubscribeResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Events_SubscribeClient = grpc.ServerStreamingClient[SubscribeResponse]
+
 // EventsServer is the server API for Events service.
 // All implementations must embed UnimplementedEventsServer
 // for forward compatibility.
@@ -136,6 +161,11 @@ type EventsServer interface {
 	// again (appends fail with FAILED_PRECONDITION) and reads of it fail with FAILED_PRECONDITION.
 	// The tombstone takes a position in $all.
 	Tombstone(context.Context, *TombstoneRequest) (*TombstoneResponse, error)
+	// Subscribe delivers the events of one stream or of $all after a starting point (exclusive):
+	// first from history (catch-up), then live as they are applied, with no gap and no duplicate
+	// at the hand-over. The stream of responses never ends by itself; see SubscribeRequest and
+	// SubscribeResponse for the messages and api/DESIGN.md ("Subscriptions") for the rules.
+	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
 	mustEmbedUnimplementedEventsServer()
 }
 
@@ -160,6 +190,9 @@ func (UnimplementedEventsServer) ReadAll(context.Context, *ReadAllRequest) (*Rea
 }
 func (UnimplementedEventsServer) Tombstone(context.Context, *TombstoneRequest) (*TombstoneResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Tombstone not implemented")
+}
+func (UnimplementedEventsServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
 }
 func (UnimplementedEventsServer) mustEmbedUnimplementedEventsServer() {}
 func (UnimplementedEventsServer) testEmbeddedByValue()                {}
@@ -272,6 +305,17 @@ func _Events_Tombstone_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Events_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SubscribeRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EventsServer).Subscribe(m, &grpc.GenericServerStream[SubscribeRequest, SubscribeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Events_SubscribeServer = grpc.ServerStreamingServer[SubscribeResponse]
+
 // Events_ServiceDesc is the grpc.ServiceDesc for Events service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -300,6 +344,12 @@ var Events_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Events_Tombstone_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Subscribe",
+			Handler:       _Events_Subscribe_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "cairn/v1/events.proto",
 }

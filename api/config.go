@@ -79,6 +79,9 @@ type Config struct {
 	// Dialer opens connections to the leader for forwarding. Nil means DefaultDialer(cfg)
 	// (insecure credentials; TLS plugs in here).
 	Dialer Dialer
+	// Subscribe tunes subscriptions (checkpoint and heartbeat intervals, fell-behind threshold);
+	// zero fields take their defaults (see SubscribeConfig).
+	Subscribe SubscribeConfig
 }
 
 // DefaultConfig returns the documented defaults.

@@ -46,6 +46,10 @@ type Store interface {
 	Stream(name string) fsm.StreamInfo
 	// AppliedIndex returns the raft index up to which this node's state is applied and readable.
 	AppliedIndex() uint64
+	// Watch returns the applied watermark with a channel closed when it next moves (a batch
+	// applied, a snapshot restored, the store closed); subscriptions follow the log with it. It
+	// fails with fsm.ErrClosed once the store is closed.
+	Watch() (fsm.Watermark, error)
 	// Digest hashes every record up to position upTo (0: all) canonically, so replicas that
 	// applied the same log agree; it returns the last position covered.
 	Digest(upTo uint64) (last uint64, sha256 string, err error)

@@ -33,6 +33,7 @@ type Service struct {
 	health *health.Server
 	pool   *connPool
 	stats  *counters
+	subs   subscriptions // running subscriptions: drain switch and counters (subscribe.go)
 }
 
 var (
@@ -78,7 +79,8 @@ var healthServices = []string{"", cairnpb.Events_ServiceDesc.ServiceName, cairnp
 
 // SetServing sets the health status of the server and of the Events and Cluster services to
 // SERVING or NOT_SERVING (for instance while the node is starting, or draining before shutdown).
-// It has no effect after Close.
+// NOT_SERVING also ends running subscriptions (UNAVAILABLE SHUTTING_DOWN, so clients resume on
+// another node) and refuses new ones. It has no effect after Close.
 func (s *Service) SetServing(serving bool) {
 	st := healthpb.HealthCheckResponse_NOT_SERVING
 	if serving {
@@ -87,6 +89,7 @@ func (s *Service) SetServing(serving bool) {
 	for _, name := range healthServices {
 		s.health.SetServingStatus(name, st)
 	}
+	s.subs.setServing(serving) // not serving: end subscriptions, so clients resume elsewhere
 }
 
 // Close reports NOT_SERVING on the health service from now on and closes the pooled connections
@@ -94,6 +97,7 @@ func (s *Service) SetServing(serving bool) {
 // which belongs to the caller. Close is idempotent.
 func (s *Service) Close() error {
 	s.health.Shutdown()
+	s.subs.close()
 	return s.pool.close()
 }
 

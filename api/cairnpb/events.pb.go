@@ -1806,8 +1806,8 @@ type SubscribeResponse_CaughtUp struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every position of $all up to this one has been scanned.
 	Position uint64 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
-	// Stream subscriptions: the revision of the stream's last event delivered or skipped by the
-	// start point; absent when the stream has no events yet.
+	// Stream subscriptions: the revision after which live delivery continues (the last event
+	// delivered, or the start point); absent when that is before the stream's first event.
 	Revision      *uint64 `protobuf:"varint,2,opt,name=revision,proto3,oneof" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

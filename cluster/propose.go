@@ -60,7 +60,14 @@ func (n *Node) Propose(ctx context.Context, req *fsmpb.Request) (fsm.Result, err
 		return fsm.Result{}, ErrShutdown
 	}
 	if bugs.Enabled(bugs.AckBeforeCommit) {
-		return fsm.Result{}, nil // planted bug: acknowledged before the entry is committed
+		// Planted bug: when the commit takes a while, acknowledge anyway with the result the
+		// leader predicts from its local state, before the entry is committed.
+		select {
+		case r := <-p.done:
+			return r.res, r.err
+		case <-time.After(50 * time.Millisecond):
+			return n.predictResult(req), nil
+		}
 	}
 	select {
 	case r := <-p.done:
@@ -212,4 +219,24 @@ func (n *Node) checkOnLeader(req *fsmpb.Request) (*fsmpb.Request, error) {
 		return nil, &fsm.ConditionError{Violations: violations}
 	}
 	return out, nil
+}
+
+// predictResult is the planted AckBeforeCommit bug's guess of an append's result from this
+// leader's local state: the next revisions and positions as if nothing else were in flight.
+func (n *Node) predictResult(req *fsmpb.Request) fsm.Result {
+	res := fsm.Result{LogIndex: n.raft.LastIndex(), Timestamp: time.Now().UnixNano()}
+	pos := n.fsm.LastPosition()
+	for _, p := range req.GetAppend().GetParts() {
+		info := n.fsm.Stream(p.GetStream())
+		count := uint64(len(p.GetEvents()))
+		first := uint64(0)
+		if info.Exists {
+			first = info.LastRevision + 1
+		}
+		sr := fsm.StreamResult{Stream: p.GetStream(), Count: int(count), FirstRevision: first, LastRevision: first + count - 1,
+			FirstPosition: pos + 1, LastPosition: pos + count}
+		pos += count
+		res.Streams = append(res.Streams, sr)
+	}
+	return res
 }

@@ -62,6 +62,13 @@ const (
 	ReasonDeadlineExceeded = "DEADLINE_EXCEEDED"
 	// ReasonCanceled: CANCELED.
 	ReasonCanceled = "CANCELED"
+	// ReasonServerNotFound: NOT_FOUND; an admin call named a server that is not in the raft
+	// configuration.
+	ReasonServerNotFound = "SERVER_NOT_FOUND"
+	// ReasonNothingToSnapshot: FAILED_PRECONDITION; nothing was applied since the last snapshot.
+	ReasonNothingToSnapshot = "NOTHING_TO_SNAPSHOT"
+	// ReasonUnimplemented: UNIMPLEMENTED; the node does not offer this operation.
+	ReasonUnimplemented = "UNIMPLEMENTED"
 	// ReasonInternal: INTERNAL; anything else (logged with the underlying error).
 	ReasonInternal = "INTERNAL"
 )
@@ -71,7 +78,7 @@ var allReasons = []string{
 	ReasonInvalidArgument, ReasonLimitExceeded, ReasonWrongExpectedRevision, ReasonStreamTombstoned,
 	ReasonStreamNotFound, ReasonEventIDConflict, ReasonInvalidCommand, ReasonNotLeader, ReasonNoLeader,
 	ReasonOutcomeUnknown, ReasonNotCaughtUp, ReasonTooStale, ReasonShuttingDown, ReasonForwardFailed,
-	ReasonDeadlineExceeded, ReasonCanceled, ReasonInternal,
+	ReasonDeadlineExceeded, ReasonCanceled, ReasonServerNotFound, ReasonNothingToSnapshot, ReasonUnimplemented, ReasonInternal,
 }
 
 // streamError attaches the stream a read was about to an error from the store, so the mapping
@@ -151,6 +158,12 @@ func statusFromError(err error) *status.Status {
 		return newStatus(codes.Unavailable, ReasonNotCaughtUp, err.Error(), nil, &cairnpb.NotCaughtUp{})
 	case errors.Is(err, cluster.ErrTooStale):
 		return newStatus(codes.Unavailable, ReasonTooStale, err.Error(), nil, &cairnpb.NotCaughtUp{})
+	case errors.Is(err, cluster.ErrUnknownServer):
+		return newStatus(codes.NotFound, ReasonServerNotFound, err.Error(), nil)
+	case errors.Is(err, cluster.ErrNothingToSnapshot):
+		return newStatus(codes.FailedPrecondition, ReasonNothingToSnapshot, err.Error(), nil)
+	case errors.Is(err, errNoAdmin):
+		return newStatus(codes.Unimplemented, ReasonUnimplemented, err.Error(), nil)
 	case errors.Is(err, cluster.ErrShutdown), errors.Is(err, fsm.ErrClosed):
 		return newStatus(codes.Unavailable, ReasonShuttingDown, err.Error(), nil)
 	case errors.Is(err, context.DeadlineExceeded):

@@ -132,6 +132,14 @@ func isTransportFailure(st *status.Status) bool {
 // their event ids filled in, so retrying is safe), anything else is UNAVAILABLE FORWARD_FAILED.
 func forward[T proto.Message](ctx context.Context, s *Service, op, addr string, write bool,
 	call func(context.Context, cairnpb.EventsClient) (T, error)) (T, error) {
+	return forwardConn(ctx, s, op, addr, write, func(ctx context.Context, cc grpc.ClientConnInterface) (T, error) {
+		return call(ctx, cairnpb.NewEventsClient(cc))
+	})
+}
+
+// forwardConn is forward for any service on the leader's connection (Events, Cluster admin).
+func forwardConn[T proto.Message](ctx context.Context, s *Service, op, addr string, write bool,
+	call func(context.Context, grpc.ClientConnInterface) (T, error)) (T, error) {
 	var zero T
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ForwardTimeout)
 	defer cancel()
@@ -159,7 +167,7 @@ func forward[T proto.Message](ctx context.Context, s *Service, op, addr string, 
 			}
 			continue
 		}
-		resp, err := call(ctx, cairnpb.NewEventsClient(conn))
+		resp, err := call(ctx, conn)
 		if err == nil {
 			return resp, nil
 		}

@@ -50,6 +50,9 @@ var (
 	// applied the required log index before the deadline, or had not heard from a leader within
 	// MaxStaleness (UNAVAILABLE); *NotCaughtUpError has the numbers. Also matches ErrUnavailable.
 	ErrNotCaughtUp = errors.New("cairn: not caught up")
+	// ErrServerNotFound: an operator call named a server that is not in the raft configuration
+	// (NOT_FOUND).
+	ErrServerNotFound = errors.New("cairn: server not in the cluster")
 )
 
 // Reasons of the ErrorInfo detail (domain "cairn.dev") that a Cairn node attaches to every
@@ -69,6 +72,7 @@ const (
 	reasonTooStale              = "TOO_STALE"
 	reasonShuttingDown          = "SHUTTING_DOWN"
 	reasonForwardFailed         = "FORWARD_FAILED"
+	reasonServerNotFound        = "SERVER_NOT_FOUND"
 )
 
 // StatusError is a failed call as the answering node, or the gRPC transport, reported it. Every
@@ -126,7 +130,9 @@ func (e *StatusError) Is(target error) bool {
 	case ErrStreamTombstoned:
 		return e.Code == codes.FailedPrecondition && e.Reason == reasonStreamTombstoned
 	case ErrStreamNotFound:
-		return e.Code == codes.NotFound
+		return e.Code == codes.NotFound && e.Reason != reasonServerNotFound
+	case ErrServerNotFound:
+		return e.Code == codes.NotFound && e.Reason == reasonServerNotFound
 	case ErrUnavailable:
 		return e.Code == codes.Unavailable
 	case ErrNotLeader:

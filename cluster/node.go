@@ -44,6 +44,9 @@ type Node struct {
 	// promoteAt holds, per non-voter id, when it was first seen healthy and caught up.
 	promoteMu sync.Mutex
 	promoteAt map[string]time.Time
+	// settings are the reloadable raft settings in force (raft has no getter for them).
+	settingsMu sync.Mutex
+	settings   RaftSettings
 
 	proposals chan *proposal
 	inflight  chan *inflightBatch
@@ -144,6 +147,8 @@ func (n *Node) openRaft() error {
 	rc.SnapshotInterval = n.cfg.SnapshotInterval
 	rc.TrailingLogs = n.cfg.SnapshotThreshold * 5 / 4
 	rc.Logger = hl
+	n.settings = RaftSettings{TrailingLogs: rc.TrailingLogs, SnapshotInterval: rc.SnapshotInterval,
+		SnapshotThreshold: rc.SnapshotThreshold, HeartbeatTimeout: rc.HeartbeatTimeout, ElectionTimeout: rc.ElectionTimeout}
 	// Boot decision (raft-lessons §2.3, §4.3): if the state machine's own data already covers
 	// the newest snapshot, do not restore it; raft then replays only later entries, and the FSM
 	// skips those at or below the index it recovered from its data.
@@ -230,12 +235,6 @@ func (n *Node) WaitForLeader(ctx context.Context) (string, error) {
 		}
 	}
 }
-
-// Snapshot asks raft to take a snapshot now.
-func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
-
-// LeadershipTransfer asks the leader to hand leadership to another voter.
-func (n *Node) LeadershipTransfer() error { return n.raft.LeadershipTransfer().Error() }
 
 // Close stops the node gracefully: a leader first transfers leadership, then the node leaves
 // gossip, stops raft and closes its stores. Proposals still waiting fail with ErrShutdown or,

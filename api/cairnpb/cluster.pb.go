@@ -24,6 +24,812 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// AddServerRequest names the server to add.
+type AddServerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	Voter         bool                   `protobuf:"varint,3,opt,name=voter,proto3" json:"voter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddServerRequest) Reset() {
+	*x = AddServerRequest{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddServerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddServerRequest) ProtoMessage() {}
+
+func (x *AddServerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddServerRequest.ProtoReflect.Descriptor instead.
+func (*AddServerRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AddServerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AddServerRequest) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *AddServerRequest) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+// AddServerResponse is empty on success.
+type AddServerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddServerResponse) Reset() {
+	*x = AddServerResponse{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddServerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddServerResponse) ProtoMessage() {}
+
+func (x *AddServerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddServerResponse.ProtoReflect.Descriptor instead.
+func (*AddServerResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+// RemoveServerRequest names the server to remove.
+type RemoveServerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveServerRequest) Reset() {
+	*x = RemoveServerRequest{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveServerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveServerRequest) ProtoMessage() {}
+
+func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveServerRequest.ProtoReflect.Descriptor instead.
+func (*RemoveServerRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RemoveServerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RemoveServerResponse is empty on success.
+type RemoveServerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveServerResponse) Reset() {
+	*x = RemoveServerResponse{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveServerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveServerResponse) ProtoMessage() {}
+
+func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveServerResponse.ProtoReflect.Descriptor instead.
+func (*RemoveServerResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+// PromoteRequest names the non-voter to promote.
+type PromoteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteRequest) Reset() {
+	*x = PromoteRequest{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteRequest) ProtoMessage() {}
+
+func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
+func (*PromoteRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PromoteRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// PromoteResponse is empty on success.
+type PromoteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteResponse) Reset() {
+	*x = PromoteResponse{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteResponse) ProtoMessage() {}
+
+func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
+func (*PromoteResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{5}
+}
+
+// DemoteRequest names the voter to demote.
+type DemoteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DemoteRequest) Reset() {
+	*x = DemoteRequest{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DemoteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DemoteRequest) ProtoMessage() {}
+
+func (x *DemoteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DemoteRequest.ProtoReflect.Descriptor instead.
+func (*DemoteRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DemoteRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DemoteResponse is empty on success.
+type DemoteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DemoteResponse) Reset() {
+	*x = DemoteResponse{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DemoteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DemoteResponse) ProtoMessage() {}
+
+func (x *DemoteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DemoteResponse.ProtoReflect.Descriptor instead.
+func (*DemoteResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{7}
+}
+
+// TransferLeaderRequest optionally names the new leader.
+type TransferLeaderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: the most up-to-date voter.
+	ToId          string `protobuf:"bytes,1,opt,name=to_id,json=toId,proto3" json:"to_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TransferLeaderRequest) GetToId() string {
+	if x != nil {
+		return x.ToId
+	}
+	return ""
+}
+
+// TransferLeaderResponse is empty on success.
+type TransferLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{9}
+}
+
+// SnapshotRequest asks for a snapshot now.
+type SnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{10}
+}
+
+// SnapshotResponse describes the snapshot taken.
+type SnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Term          uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	SizeBytes     int64                  `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	Duration      *durationpb.Duration   `protobuf:"bytes,5,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotResponse) Reset() {
+	*x = SnapshotResponse{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotResponse) ProtoMessage() {}
+
+func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SnapshotResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SnapshotResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SnapshotResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SnapshotResponse) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *SnapshotResponse) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+// RaftConfig holds the reloadable raft settings.
+type RaftConfig struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	TrailingLogs      uint64                 `protobuf:"varint,1,opt,name=trailing_logs,json=trailingLogs,proto3" json:"trailing_logs,omitempty"`
+	SnapshotInterval  *durationpb.Duration   `protobuf:"bytes,2,opt,name=snapshot_interval,json=snapshotInterval,proto3" json:"snapshot_interval,omitempty"`
+	SnapshotThreshold uint64                 `protobuf:"varint,3,opt,name=snapshot_threshold,json=snapshotThreshold,proto3" json:"snapshot_threshold,omitempty"`
+	HeartbeatTimeout  *durationpb.Duration   `protobuf:"bytes,4,opt,name=heartbeat_timeout,json=heartbeatTimeout,proto3" json:"heartbeat_timeout,omitempty"`
+	ElectionTimeout   *durationpb.Duration   `protobuf:"bytes,5,opt,name=election_timeout,json=electionTimeout,proto3" json:"election_timeout,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RaftConfig) Reset() {
+	*x = RaftConfig{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftConfig) ProtoMessage() {}
+
+func (x *RaftConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftConfig.ProtoReflect.Descriptor instead.
+func (*RaftConfig) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RaftConfig) GetTrailingLogs() uint64 {
+	if x != nil {
+		return x.TrailingLogs
+	}
+	return 0
+}
+
+func (x *RaftConfig) GetSnapshotInterval() *durationpb.Duration {
+	if x != nil {
+		return x.SnapshotInterval
+	}
+	return nil
+}
+
+func (x *RaftConfig) GetSnapshotThreshold() uint64 {
+	if x != nil {
+		return x.SnapshotThreshold
+	}
+	return 0
+}
+
+func (x *RaftConfig) GetHeartbeatTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatTimeout
+	}
+	return nil
+}
+
+func (x *RaftConfig) GetElectionTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.ElectionTimeout
+	}
+	return nil
+}
+
+// GetRaftConfigRequest asks for the receiving node's settings.
+type GetRaftConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRaftConfigRequest) Reset() {
+	*x = GetRaftConfigRequest{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRaftConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRaftConfigRequest) ProtoMessage() {}
+
+func (x *GetRaftConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRaftConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetRaftConfigRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{13}
+}
+
+// GetRaftConfigResponse holds them.
+type GetRaftConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Config        *RaftConfig            `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRaftConfigResponse) Reset() {
+	*x = GetRaftConfigResponse{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRaftConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRaftConfigResponse) ProtoMessage() {}
+
+func (x *GetRaftConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRaftConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetRaftConfigResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetRaftConfigResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetRaftConfigResponse) GetConfig() *RaftConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+// SetRaftConfigRequest holds the settings to change; zero fields keep their value.
+type SetRaftConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *RaftConfig            `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRaftConfigRequest) Reset() {
+	*x = SetRaftConfigRequest{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRaftConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRaftConfigRequest) ProtoMessage() {}
+
+func (x *SetRaftConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRaftConfigRequest.ProtoReflect.Descriptor instead.
+func (*SetRaftConfigRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetRaftConfigRequest) GetConfig() *RaftConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+// SetRaftConfigResponse holds the settings now in force.
+type SetRaftConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Config        *RaftConfig            `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRaftConfigResponse) Reset() {
+	*x = SetRaftConfigResponse{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRaftConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRaftConfigResponse) ProtoMessage() {}
+
+func (x *SetRaftConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRaftConfigResponse.ProtoReflect.Descriptor instead.
+func (*SetRaftConfigResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SetRaftConfigResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SetRaftConfigResponse) GetConfig() *RaftConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
 // DigestRequest asks for a digest.
 type DigestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -35,7 +841,7 @@ type DigestRequest struct {
 
 func (x *DigestRequest) Reset() {
 	*x = DigestRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[0]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +853,7 @@ func (x *DigestRequest) String() string {
 func (*DigestRequest) ProtoMessage() {}
 
 func (x *DigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[0]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +866,7 @@ func (x *DigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
 func (*DigestRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DigestRequest) GetUpToPosition() uint64 {
@@ -85,7 +891,7 @@ type DigestResponse struct {
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[1]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -97,7 +903,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[1]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -110,7 +916,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DigestResponse) GetNodeId() string {
@@ -152,7 +958,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[2]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -164,7 +970,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[2]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -177,7 +983,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StatusRequest) GetWithMemberLag() bool {
@@ -208,7 +1014,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[3]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -220,7 +1026,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[3]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -233,7 +1039,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Member) GetId() string {
@@ -312,7 +1118,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[4]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +1130,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[4]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +1143,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -421,7 +1227,48 @@ var File_cairn_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x16cairn/v1/cluster.proto\x12\bcairn.v1\x1a\x1egoogle/protobuf/duration.proto\"5\n" +
+	"\x16cairn/v1/cluster.proto\x12\bcairn.v1\x1a\x1egoogle/protobuf/duration.proto\"[\n" +
+	"\x10AddServerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x14\n" +
+	"\x05voter\x18\x03 \x01(\bR\x05voter\"\x13\n" +
+	"\x11AddServerResponse\"%\n" +
+	"\x13RemoveServerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
+	"\x14RemoveServerResponse\" \n" +
+	"\x0ePromoteRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x11\n" +
+	"\x0fPromoteResponse\"\x1f\n" +
+	"\rDemoteRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x10\n" +
+	"\x0eDemoteResponse\",\n" +
+	"\x15TransferLeaderRequest\x12\x13\n" +
+	"\x05to_id\x18\x01 \x01(\tR\x04toId\"\x18\n" +
+	"\x16TransferLeaderResponse\"\x11\n" +
+	"\x0fSnapshotRequest\"\xa2\x01\n" +
+	"\x10SnapshotResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x04 \x01(\x03R\tsizeBytes\x125\n" +
+	"\bduration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\xb6\x02\n" +
+	"\n" +
+	"RaftConfig\x12#\n" +
+	"\rtrailing_logs\x18\x01 \x01(\x04R\ftrailingLogs\x12F\n" +
+	"\x11snapshot_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x10snapshotInterval\x12-\n" +
+	"\x12snapshot_threshold\x18\x03 \x01(\x04R\x11snapshotThreshold\x12F\n" +
+	"\x11heartbeat_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x10heartbeatTimeout\x12D\n" +
+	"\x10election_timeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x0felectionTimeout\"\x16\n" +
+	"\x14GetRaftConfigRequest\"^\n" +
+	"\x15GetRaftConfigResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
+	"\x06config\x18\x02 \x01(\v2\x14.cairn.v1.RaftConfigR\x06config\"D\n" +
+	"\x14SetRaftConfigRequest\x12,\n" +
+	"\x06config\x18\x01 \x01(\v2\x14.cairn.v1.RaftConfigR\x06config\"^\n" +
+	"\x15SetRaftConfigResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
+	"\x06config\x18\x02 \x01(\v2\x14.cairn.v1.RaftConfigR\x06config\"5\n" +
 	"\rDigestRequest\x12$\n" +
 	"\x0eup_to_position\x18\x01 \x01(\x04R\fupToPosition\"\x8b\x01\n" +
 	"\x0eDigestResponse\x12\x17\n" +
@@ -452,10 +1299,18 @@ const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\flast_contact\x18\t \x01(\v2\x19.google.protobuf.DurationR\vlastContact\x12*\n" +
 	"\amembers\x18\n" +
 	" \x03(\v2\x10.cairn.v1.MemberR\amembers\x12\x18\n" +
-	"\aversion\x18\v \x01(\tR\aversion2\x83\x01\n" +
+	"\aversion\x18\v \x01(\tR\aversion2\xd1\x05\n" +
 	"\aCluster\x12;\n" +
 	"\x06Status\x12\x17.cairn.v1.StatusRequest\x1a\x18.cairn.v1.StatusResponse\x12;\n" +
-	"\x06Digest\x12\x17.cairn.v1.DigestRequest\x1a\x18.cairn.v1.DigestResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
+	"\x06Digest\x12\x17.cairn.v1.DigestRequest\x1a\x18.cairn.v1.DigestResponse\x12D\n" +
+	"\tAddServer\x12\x1a.cairn.v1.AddServerRequest\x1a\x1b.cairn.v1.AddServerResponse\x12M\n" +
+	"\fRemoveServer\x12\x1d.cairn.v1.RemoveServerRequest\x1a\x1e.cairn.v1.RemoveServerResponse\x12>\n" +
+	"\aPromote\x12\x18.cairn.v1.PromoteRequest\x1a\x19.cairn.v1.PromoteResponse\x12;\n" +
+	"\x06Demote\x12\x17.cairn.v1.DemoteRequest\x1a\x18.cairn.v1.DemoteResponse\x12S\n" +
+	"\x0eTransferLeader\x12\x1f.cairn.v1.TransferLeaderRequest\x1a .cairn.v1.TransferLeaderResponse\x12A\n" +
+	"\bSnapshot\x12\x19.cairn.v1.SnapshotRequest\x1a\x1a.cairn.v1.SnapshotResponse\x12P\n" +
+	"\rGetRaftConfig\x12\x1e.cairn.v1.GetRaftConfigRequest\x1a\x1f.cairn.v1.GetRaftConfigResponse\x12P\n" +
+	"\rSetRaftConfig\x12\x1e.cairn.v1.SetRaftConfigRequest\x1a\x1f.cairn.v1.SetRaftConfigResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
 
 var (
 	file_cairn_v1_cluster_proto_rawDescOnce sync.Once
@@ -469,27 +1324,67 @@ func file_cairn_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_cairn_v1_cluster_proto_rawDescData
 }
 
-var file_cairn_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_cairn_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_cairn_v1_cluster_proto_goTypes = []any{
-	(*DigestRequest)(nil),       // 0: cairn.v1.DigestRequest
-	(*DigestResponse)(nil),      // 1: cairn.v1.DigestResponse
-	(*StatusRequest)(nil),       // 2: cairn.v1.StatusRequest
-	(*Member)(nil),              // 3: cairn.v1.Member
-	(*StatusResponse)(nil),      // 4: cairn.v1.StatusResponse
-	(*durationpb.Duration)(nil), // 5: google.protobuf.Duration
+	(*AddServerRequest)(nil),       // 0: cairn.v1.AddServerRequest
+	(*AddServerResponse)(nil),      // 1: cairn.v1.AddServerResponse
+	(*RemoveServerRequest)(nil),    // 2: cairn.v1.RemoveServerRequest
+	(*RemoveServerResponse)(nil),   // 3: cairn.v1.RemoveServerResponse
+	(*PromoteRequest)(nil),         // 4: cairn.v1.PromoteRequest
+	(*PromoteResponse)(nil),        // 5: cairn.v1.PromoteResponse
+	(*DemoteRequest)(nil),          // 6: cairn.v1.DemoteRequest
+	(*DemoteResponse)(nil),         // 7: cairn.v1.DemoteResponse
+	(*TransferLeaderRequest)(nil),  // 8: cairn.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 9: cairn.v1.TransferLeaderResponse
+	(*SnapshotRequest)(nil),        // 10: cairn.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),       // 11: cairn.v1.SnapshotResponse
+	(*RaftConfig)(nil),             // 12: cairn.v1.RaftConfig
+	(*GetRaftConfigRequest)(nil),   // 13: cairn.v1.GetRaftConfigRequest
+	(*GetRaftConfigResponse)(nil),  // 14: cairn.v1.GetRaftConfigResponse
+	(*SetRaftConfigRequest)(nil),   // 15: cairn.v1.SetRaftConfigRequest
+	(*SetRaftConfigResponse)(nil),  // 16: cairn.v1.SetRaftConfigResponse
+	(*DigestRequest)(nil),          // 17: cairn.v1.DigestRequest
+	(*DigestResponse)(nil),         // 18: cairn.v1.DigestResponse
+	(*StatusRequest)(nil),          // 19: cairn.v1.StatusRequest
+	(*Member)(nil),                 // 20: cairn.v1.Member
+	(*StatusResponse)(nil),         // 21: cairn.v1.StatusResponse
+	(*durationpb.Duration)(nil),    // 22: google.protobuf.Duration
 }
 var file_cairn_v1_cluster_proto_depIdxs = []int32{
-	5, // 0: cairn.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
-	3, // 1: cairn.v1.StatusResponse.members:type_name -> cairn.v1.Member
-	2, // 2: cairn.v1.Cluster.Status:input_type -> cairn.v1.StatusRequest
-	0, // 3: cairn.v1.Cluster.Digest:input_type -> cairn.v1.DigestRequest
-	4, // 4: cairn.v1.Cluster.Status:output_type -> cairn.v1.StatusResponse
-	1, // 5: cairn.v1.Cluster.Digest:output_type -> cairn.v1.DigestResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	22, // 0: cairn.v1.SnapshotResponse.duration:type_name -> google.protobuf.Duration
+	22, // 1: cairn.v1.RaftConfig.snapshot_interval:type_name -> google.protobuf.Duration
+	22, // 2: cairn.v1.RaftConfig.heartbeat_timeout:type_name -> google.protobuf.Duration
+	22, // 3: cairn.v1.RaftConfig.election_timeout:type_name -> google.protobuf.Duration
+	12, // 4: cairn.v1.GetRaftConfigResponse.config:type_name -> cairn.v1.RaftConfig
+	12, // 5: cairn.v1.SetRaftConfigRequest.config:type_name -> cairn.v1.RaftConfig
+	12, // 6: cairn.v1.SetRaftConfigResponse.config:type_name -> cairn.v1.RaftConfig
+	22, // 7: cairn.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
+	20, // 8: cairn.v1.StatusResponse.members:type_name -> cairn.v1.Member
+	19, // 9: cairn.v1.Cluster.Status:input_type -> cairn.v1.StatusRequest
+	17, // 10: cairn.v1.Cluster.Digest:input_type -> cairn.v1.DigestRequest
+	0,  // 11: cairn.v1.Cluster.AddServer:input_type -> cairn.v1.AddServerRequest
+	2,  // 12: cairn.v1.Cluster.RemoveServer:input_type -> cairn.v1.RemoveServerRequest
+	4,  // 13: cairn.v1.Cluster.Promote:input_type -> cairn.v1.PromoteRequest
+	6,  // 14: cairn.v1.Cluster.Demote:input_type -> cairn.v1.DemoteRequest
+	8,  // 15: cairn.v1.Cluster.TransferLeader:input_type -> cairn.v1.TransferLeaderRequest
+	10, // 16: cairn.v1.Cluster.Snapshot:input_type -> cairn.v1.SnapshotRequest
+	13, // 17: cairn.v1.Cluster.GetRaftConfig:input_type -> cairn.v1.GetRaftConfigRequest
+	15, // 18: cairn.v1.Cluster.SetRaftConfig:input_type -> cairn.v1.SetRaftConfigRequest
+	21, // 19: cairn.v1.Cluster.Status:output_type -> cairn.v1.StatusResponse
+	18, // 20: cairn.v1.Cluster.Digest:output_type -> cairn.v1.DigestResponse
+	1,  // 21: cairn.v1.Cluster.AddServer:output_type -> cairn.v1.AddServerResponse
+	3,  // 22: cairn.v1.Cluster.RemoveServer:output_type -> cairn.v1.RemoveServerResponse
+	5,  // 23: cairn.v1.Cluster.Promote:output_type -> cairn.v1.PromoteResponse
+	7,  // 24: cairn.v1.Cluster.Demote:output_type -> cairn.v1.DemoteResponse
+	9,  // 25: cairn.v1.Cluster.TransferLeader:output_type -> cairn.v1.TransferLeaderResponse
+	11, // 26: cairn.v1.Cluster.Snapshot:output_type -> cairn.v1.SnapshotResponse
+	14, // 27: cairn.v1.Cluster.GetRaftConfig:output_type -> cairn.v1.GetRaftConfigResponse
+	16, // 28: cairn.v1.Cluster.SetRaftConfig:output_type -> cairn.v1.SetRaftConfigResponse
+	19, // [19:29] is the sub-list for method output_type
+	9,  // [9:19] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_cluster_proto_init() }
@@ -503,7 +1398,7 @@ func file_cairn_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_cluster_proto_rawDesc), len(file_cairn_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

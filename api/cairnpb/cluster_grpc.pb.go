@@ -21,8 +21,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Cluster_Status_FullMethodName = "/cairn.v1.Cluster/Status"
-	Cluster_Digest_FullMethodName = "/cairn.v1.Cluster/Digest"
+	Cluster_Status_FullMethodName         = "/cairn.v1.Cluster/Status"
+	Cluster_Digest_FullMethodName         = "/cairn.v1.Cluster/Digest"
+	Cluster_AddServer_FullMethodName      = "/cairn.v1.Cluster/AddServer"
+	Cluster_RemoveServer_FullMethodName   = "/cairn.v1.Cluster/RemoveServer"
+	Cluster_Promote_FullMethodName        = "/cairn.v1.Cluster/Promote"
+	Cluster_Demote_FullMethodName         = "/cairn.v1.Cluster/Demote"
+	Cluster_TransferLeader_FullMethodName = "/cairn.v1.Cluster/TransferLeader"
+	Cluster_Snapshot_FullMethodName       = "/cairn.v1.Cluster/Snapshot"
+	Cluster_GetRaftConfig_FullMethodName  = "/cairn.v1.Cluster/GetRaftConfig"
+	Cluster_SetRaftConfig_FullMethodName  = "/cairn.v1.Cluster/SetRaftConfig"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -36,6 +44,24 @@ type ClusterClient interface {
 	// Digest returns a hash of this node's records up to a position, to check that replicas
 	// converged (jepsen-lite, operators after an incident).
 	Digest(ctx context.Context, in *DigestRequest, opts ...grpc.CallOption) (*DigestResponse, error)
+	// Membership changes run on the leader; a follower forwards them (one hop) like writes.
+	// AddServer adds a server as a non-voter (or a voter, for a node known to be caught up).
+	AddServer(ctx context.Context, in *AddServerRequest, opts ...grpc.CallOption) (*AddServerResponse, error)
+	// RemoveServer removes a server from the raft configuration (the only way a dead voter leaves).
+	RemoveServer(ctx context.Context, in *RemoveServerRequest, opts ...grpc.CallOption) (*RemoveServerResponse, error)
+	// Promote makes a non-voter a voter.
+	Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error)
+	// Demote makes a voter a non-voter.
+	Demote(ctx context.Context, in *DemoteRequest, opts ...grpc.CallOption) (*DemoteResponse, error)
+	// TransferLeader hands leadership to another voter (the most up to date one by default).
+	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
+	// Snapshot makes the node that receives it snapshot its state and compact its log.
+	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (*SnapshotResponse, error)
+	// GetRaftConfig returns the receiving node's reloadable raft settings.
+	GetRaftConfig(ctx context.Context, in *GetRaftConfigRequest, opts ...grpc.CallOption) (*GetRaftConfigResponse, error)
+	// SetRaftConfig changes the receiving node's reloadable raft settings (zero fields keep
+	// their value); each node has its own, so set them on every node.
+	SetRaftConfig(ctx context.Context, in *SetRaftConfigRequest, opts ...grpc.CallOption) (*SetRaftConfigResponse, error)
 }
 
 type clusterClient struct {
@@ -66,6 +92,86 @@ func (c *clusterClient) Digest(ctx context.Context, in *DigestRequest, opts ...g
 	return out, nil
 }
 
+func (c *clusterClient) AddServer(ctx context.Context, in *AddServerRequest, opts ...grpc.CallOption) (*AddServerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddServerResponse)
+	err := c.cc.Invoke(ctx, Cluster_AddServer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) RemoveServer(ctx context.Context, in *RemoveServerRequest, opts ...grpc.CallOption) (*RemoveServerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveServerResponse)
+	err := c.cc.Invoke(ctx, Cluster_RemoveServer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) Promote(ctx context.Context, in *PromoteRequest, opts ...grpc.CallOption) (*PromoteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PromoteResponse)
+	err := c.cc.Invoke(ctx, Cluster_Promote_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) Demote(ctx context.Context, in *DemoteRequest, opts ...grpc.CallOption) (*DemoteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DemoteResponse)
+	err := c.cc.Invoke(ctx, Cluster_Demote_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeaderResponse)
+	err := c.cc.Invoke(ctx, Cluster_TransferLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (*SnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SnapshotResponse)
+	err := c.cc.Invoke(ctx, Cluster_Snapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) GetRaftConfig(ctx context.Context, in *GetRaftConfigRequest, opts ...grpc.CallOption) (*GetRaftConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRaftConfigResponse)
+	err := c.cc.Invoke(ctx, Cluster_GetRaftConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) SetRaftConfig(ctx context.Context, in *SetRaftConfigRequest, opts ...grpc.CallOption) (*SetRaftConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetRaftConfigResponse)
+	err := c.cc.Invoke(ctx, Cluster_SetRaftConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -77,6 +183,24 @@ type ClusterServer interface {
 	// Digest returns a hash of this node's records up to a position, to check that replicas
 	// converged (jepsen-lite, operators after an incident).
 	Digest(context.Context, *DigestRequest) (*DigestResponse, error)
+	// Membership changes run on the leader; a follower forwards them (one hop) like writes.
+	// AddServer adds a server as a non-voter (or a voter, for a node known to be caught up).
+	AddServer(context.Context, *AddServerRequest) (*AddServerResponse, error)
+	// RemoveServer removes a server from the raft configuration (the only way a dead voter leaves).
+	RemoveServer(context.Context, *RemoveServerRequest) (*RemoveServerResponse, error)
+	// Promote makes a non-voter a voter.
+	Promote(context.Context, *PromoteRequest) (*PromoteResponse, error)
+	// Demote makes a voter a non-voter.
+	Demote(context.Context, *DemoteRequest) (*DemoteResponse, error)
+	// TransferLeader hands leadership to another voter (the most up to date one by default).
+	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
+	// Snapshot makes the node that receives it snapshot its state and compact its log.
+	Snapshot(context.Context, *SnapshotRequest) (*SnapshotResponse, error)
+	// GetRaftConfig returns the receiving node's reloadable raft settings.
+	GetRaftConfig(context.Context, *GetRaftConfigRequest) (*GetRaftConfigResponse, error)
+	// SetRaftConfig changes the receiving node's reloadable raft settings (zero fields keep
+	// their value); each node has its own, so set them on every node.
+	SetRaftConfig(context.Context, *SetRaftConfigRequest) (*SetRaftConfigResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -92,6 +216,30 @@ func (UnimplementedClusterServer) Status(context.Context, *StatusRequest) (*Stat
 }
 func (UnimplementedClusterServer) Digest(context.Context, *DigestRequest) (*DigestResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Digest not implemented")
+}
+func (UnimplementedClusterServer) AddServer(context.Context, *AddServerRequest) (*AddServerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddServer not implemented")
+}
+func (UnimplementedClusterServer) RemoveServer(context.Context, *RemoveServerRequest) (*RemoveServerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveServer not implemented")
+}
+func (UnimplementedClusterServer) Promote(context.Context, *PromoteRequest) (*PromoteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Promote not implemented")
+}
+func (UnimplementedClusterServer) Demote(context.Context, *DemoteRequest) (*DemoteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Demote not implemented")
+}
+func (UnimplementedClusterServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
+}
+func (UnimplementedClusterServer) Snapshot(context.Context, *SnapshotRequest) (*SnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Snapshot not implemented")
+}
+func (UnimplementedClusterServer) GetRaftConfig(context.Context, *GetRaftConfigRequest) (*GetRaftConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRaftConfig not implemented")
+}
+func (UnimplementedClusterServer) SetRaftConfig(context.Context, *SetRaftConfigRequest) (*SetRaftConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetRaftConfig not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -150,6 +298,150 @@ func _Cluster_Digest_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_AddServer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddServerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).AddServer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_AddServer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).AddServer(ctx, req.(*AddServerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_RemoveServer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveServerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).RemoveServer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_RemoveServer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).RemoveServer(ctx, req.(*RemoveServerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_Promote_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PromoteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).Promote(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_Promote_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).Promote(ctx, req.(*PromoteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_Demote_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DemoteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).Demote(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_Demote_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).Demote(ctx, req.(*DemoteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).TransferLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_TransferLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).TransferLeader(ctx, req.(*TransferLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_Snapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).Snapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_Snapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).Snapshot(ctx, req.(*SnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_GetRaftConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRaftConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).GetRaftConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_GetRaftConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).GetRaftConfig(ctx, req.(*GetRaftConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_SetRaftConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetRaftConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).SetRaftConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_SetRaftConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).SetRaftConfig(ctx, req.(*SetRaftConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -164,6 +456,38 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Digest",
 			Handler:    _Cluster_Digest_Handler,
+		},
+		{
+			MethodName: "AddServer",
+			Handler:    _Cluster_AddServer_Handler,
+		},
+		{
+			MethodName: "RemoveServer",
+			Handler:    _Cluster_RemoveServer_Handler,
+		},
+		{
+			MethodName: "Promote",
+			Handler:    _Cluster_Promote_Handler,
+		},
+		{
+			MethodName: "Demote",
+			Handler:    _Cluster_Demote_Handler,
+		},
+		{
+			MethodName: "TransferLeader",
+			Handler:    _Cluster_TransferLeader_Handler,
+		},
+		{
+			MethodName: "Snapshot",
+			Handler:    _Cluster_Snapshot_Handler,
+		},
+		{
+			MethodName: "GetRaftConfig",
+			Handler:    _Cluster_GetRaftConfig_Handler,
+		},
+		{
+			MethodName: "SetRaftConfig",
+			Handler:    _Cluster_SetRaftConfig_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -18,7 +18,7 @@ import (
 const (
 	exitOK          = 0
 	exitUsage       = 1 // bad command line, or the server refused an argument (INVALID_ARGUMENT, limits)
-	exitNotFound    = 2 // stream not found
+	exitNotFound    = 2 // stream (or, for admin commands, server) not found
 	exitConflict    = 3 // wrong expected revision, event id conflict, stream tombstoned
 	exitUnavailable = 4 // no leader, node unreachable, not caught up, outcome unknown, timeout
 	exitOther       = 5 // anything else
@@ -104,7 +104,7 @@ func exitCode(err error) int {
 		return exitConflict
 	case errors.Is(err, client.ErrInvalidArgument), errors.Is(err, client.ErrLimitExceeded):
 		return exitUsage
-	case errors.Is(err, client.ErrStreamNotFound):
+	case errors.Is(err, client.ErrStreamNotFound), errors.Is(err, client.ErrServerNotFound):
 		return exitNotFound
 	case errors.Is(err, client.ErrUnavailable), errors.Is(err, client.ErrNotLeader), errors.Is(err, client.ErrOutcomeUnknown),
 		errors.Is(err, client.ErrNotCaughtUp), errors.Is(err, context.DeadlineExceeded),
@@ -150,6 +150,7 @@ forwarded to the leader. Output is a table for people by default, JSON with --js
 		newHealthCommand(a),
 		newDevCommand(a),
 	)
+	root.AddCommand(newAdminCommands(a)...)
 	return root
 }
 

@@ -77,7 +77,9 @@ func (s *Service) AddServer(ctx context.Context, req *cairnpb.AddServerRequest) 
 	}
 	return membership(ctx, s, "add_server",
 		func(a Admin) error { return a.AddServer(ctx, req.GetId(), req.GetRaftAddress(), req.GetVoter()) },
-		func(ctx context.Context, c cairnpb.ClusterClient) (*cairnpb.AddServerResponse, error) { return c.AddServer(ctx, req) })
+		func(ctx context.Context, c cairnpb.ClusterClient) (*cairnpb.AddServerResponse, error) {
+			return c.AddServer(ctx, req)
+		})
 }
 
 // RemoveServer implements cairnpb.ClusterServer.
@@ -87,7 +89,9 @@ func (s *Service) RemoveServer(ctx context.Context, req *cairnpb.RemoveServerReq
 	}
 	return membership(ctx, s, "remove_server",
 		func(a Admin) error { return a.RemoveServer(ctx, req.GetId()) },
-		func(ctx context.Context, c cairnpb.ClusterClient) (*cairnpb.RemoveServerResponse, error) { return c.RemoveServer(ctx, req) })
+		func(ctx context.Context, c cairnpb.ClusterClient) (*cairnpb.RemoveServerResponse, error) {
+			return c.RemoveServer(ctx, req)
+		})
 }
 
 // Promote implements cairnpb.ClusterServer.
@@ -97,7 +101,9 @@ func (s *Service) Promote(ctx context.Context, req *cairnpb.PromoteRequest) (*ca
 	}
 	return membership(ctx, s, "promote",
 		func(a Admin) error { return a.Promote(ctx, req.GetId()) },
-		func(ctx context.Context, c cairnpb.ClusterClient) (*cairnpb.PromoteResponse, error) { return c.Promote(ctx, req) })
+		func(ctx context.Context, c cairnpb.ClusterClient) (*cairnpb.PromoteResponse, error) {
+			return c.Promote(ctx, req)
+		})
 }
 
 // Demote implements cairnpb.ClusterServer.
@@ -107,7 +113,9 @@ func (s *Service) Demote(ctx context.Context, req *cairnpb.DemoteRequest) (*cair
 	}
 	return membership(ctx, s, "demote",
 		func(a Admin) error { return a.Demote(ctx, req.GetId()) },
-		func(ctx context.Context, c cairnpb.ClusterClient) (*cairnpb.DemoteResponse, error) { return c.Demote(ctx, req) })
+		func(ctx context.Context, c cairnpb.ClusterClient) (*cairnpb.DemoteResponse, error) {
+			return c.Demote(ctx, req)
+		})
 }
 
 // TransferLeader implements cairnpb.ClusterServer.

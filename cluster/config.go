@@ -72,6 +72,9 @@ type Config struct {
 	Version string
 	// Logger receives the node's logs (raft's and memberlist's too); nil means slog.Default().
 	Logger *slog.Logger
+	// OnBatch, if set, is called for every raft entry the proposal batcher sends, with the
+	// number of client requests it packs and its size in bytes (metrics). Keep it cheap.
+	OnBatch func(requests, bytes int)
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -112,6 +112,9 @@ func (n *Node) batchLoop() {
 			resolve(batch, proposalResult{err: err})
 			continue
 		}
+		if n.cfg.OnBatch != nil {
+			n.cfg.OnBatch(len(batch), len(data))
+		}
 		f := n.raft.Apply(data, n.cfg.ApplyTimeout)
 		select {
 		case n.inflight <- &inflightBatch{future: f, batch: batch}:

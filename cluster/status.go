@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -97,4 +98,20 @@ func suffrageName(s raft.ServerSuffrage) string {
 		return "voter"
 	}
 	return "nonvoter"
+}
+
+// Readiness says whether this node can do its job: a leader is known (it may be this node),
+// this node is in the raft configuration, and its state machine is within maxLag entries of the
+// commit index it knows. It returns the reason when not ready.
+func (n *Node) Readiness(maxLag uint64) (bool, string) {
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		return false, "no leader known"
+	}
+	if _, err := n.server(n.cfg.NodeID); err != nil {
+		return false, "not in the raft configuration"
+	}
+	if commit, applied := n.raft.CommitIndex(), n.fsm.AppliedIndex(); applied+maxLag < commit {
+		return false, fmt.Sprintf("catching up: applied %d of %d", applied, commit)
+	}
+	return true, ""
 }

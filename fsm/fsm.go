@@ -61,6 +61,12 @@ type Config struct {
 	Segment segment.Options
 	// Logger receives the FSM's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// OnApply, if set, is called after every ApplyBatch with the number of raft entries, the
+	// records written and the time taken (metrics). It runs on the apply goroutine: keep it cheap.
+	OnApply func(entries, records int, took time.Duration)
+	// OnSnapshot, if set, is called after every snapshot Persist with the records copied, the
+	// time taken and the error, if any (metrics).
+	OnSnapshot func(records uint64, took time.Duration, err error)
 }
 
 func (c Config) withDefaults() Config {
@@ -229,6 +235,14 @@ func (f *FSM) install(seg *segment.Log, gen uint64, st *index) {
 	f.applied = st.lastIndex
 }
 
+// Storage returns the size and file count of the live segment files.
+func (f *FSM) Storage() segment.Stats {
+	f.mu.RLock()
+	seg := f.seg
+	f.mu.RUnlock()
+	return seg.Stats()
+}
+
 // Close closes the segment files. Readers waiting in WaitApplied get ErrClosed.
 func (f *FSM) Close() error {
 	f.mu.Lock()
@@ -255,6 +269,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 // once. A storage failure here stops the process: continuing would let this node's state diverge
 // from the log, and the raft log (the durable copy) will rebuild it on restart.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	start := time.Now()
 	out := make([]interface{}, len(logs))
 	last := f.applied
 	f.pending = f.pending[:0]
@@ -281,6 +296,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 	}
 	f.publish(last, f.nextPos-1)
+	if f.cfg.OnApply != nil {
+		f.cfg.OnApply(len(logs), len(f.pending), time.Since(start))
+	}
 	clear(f.pending) // drop references to event payloads
 	f.pending = f.pending[:0]
 	return out

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -57,11 +58,18 @@ type fsmSnapshot struct {
 // its log only after Persist succeeds, and the segment files are written without per-batch fsync
 // because the raft log holds the entries (DESIGN §8).
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := s.persist(sink); err != nil {
+	start := time.Now()
+	err := s.persist(sink)
+	if s.f.cfg.OnSnapshot != nil {
+		s.f.cfg.OnSnapshot(snapshotLen(s.first, s.last), time.Since(start), err)
+	}
+	if err != nil {
 		s.f.log.Error("snapshot persist failed", "applied_index", s.applied, "error", err)
 		_ = sink.Cancel()
 		return err
 	}
+	s.f.log.Info("snapshot persisted", "applied_index", s.applied, "records", snapshotLen(s.first, s.last),
+		"duration", time.Since(start))
 	// Every record up to s.applied is now fsynced: remember that, so a restart knows its data
 	// covers the snapshot even when the entries just before the snapshot wrote no records.
 	if err := writeApplied(s.seg.Dir(), s.applied); err != nil {

@@ -68,6 +68,7 @@ type options struct {
 	maxEventsPerAppend, maxReadLimit int
 	shutdownTimeout                  time.Duration
 	metricsBind                      string
+	pprof                            bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -97,7 +98,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", api.DefaultMaxRequestBytes, "largest append request accepted")
 	fs.IntVar(&o.maxEventsPerAppend, "max-events-per-append", api.DefaultMaxEventsPerAppend, "most events in one append")
 	fs.IntVar(&o.maxReadLimit, "max-read-limit", api.DefaultMaxReadLimit, "most events one read returns")
-	fs.StringVar(&o.metricsBind, "metrics-bind", "", "Prometheus /metrics listen address (empty: off)")
+	fs.StringVar(&o.metricsBind, "metrics-bind", "", "HTTP listen address of /metrics, /healthz and /readyz (empty: off)")
+	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on the metrics address")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
@@ -190,7 +192,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer ln.Close()
 
-	fcfg := fsm.Config{Dedupe: fsm.DedupeHorizon{MaxEvents: o.dedupeMaxEvents, MaxAge: o.dedupeMaxAge}}
+	m := newMetrics(o.nodeID)
+	fcfg := fsm.Config{Dedupe: fsm.DedupeHorizon{MaxEvents: o.dedupeMaxEvents, MaxAge: o.dedupeMaxAge},
+		OnApply: m.onApply, OnSnapshot: m.onSnapshot}
 	// The FSM's record limit must stay above the api's event limit (see api.Config.MaxEventBytes).
 	fcfg.Segment.MaxRecordBytes = max(16<<20, 2*o.maxEventBytes+64<<10)
 	node, err := cluster.Open(cluster.Config{
@@ -201,22 +205,27 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Join: splitList(o.join), BootstrapExpect: o.bootstrapExpect, NonVoter: o.nonVoter,
 		HeartbeatTimeout: o.heartbeatTimeout, ElectionTimeout: o.electionTimeout,
 		SnapshotThreshold: o.snapshotThreshold, SnapshotInterval: o.snapshotInterval,
-		FSM: fcfg, Version: version, Logger: base,
+		FSM: fcfg, Version: version, Logger: base, OnBatch: m.onBatch,
 	})
 	if err != nil {
 		return err
 	}
 	svc := api.NewService(apiNode{node}, apiCfg, log)
-	srv := grpc.NewServer(api.ServerOptions(svc.Config())...)
+	srv := grpc.NewServer(append(api.ServerOptions(svc.Config()),
+		grpc.ChainUnaryInterceptor(m.unary), grpc.ChainStreamInterceptor(m.stream))...)
 	svc.Register(srv)
 
+	m.reg.MustRegister(newNodeCollector(node, svc))
 	if o.metricsBind != "" {
-		stopMetrics, err := serveMetrics(ctx, o.metricsBind, node, svc, log)
+		stopHTTP, _, err := serveHTTP(o.metricsBind, httpHandler(m, node, log, o.pprof), log)
 		if err != nil {
 			return errors.Join(fmt.Errorf("metrics listen on %s: %w", o.metricsBind, err), shutdown(log, o.shutdownTimeout, svc, srv, node))
 		}
-		defer stopMetrics()
+		defer stopHTTP()
 	}
+	readyCtx, stopReady := context.WithCancel(ctx)
+	defer stopReady()
+	go readinessLoop(readyCtx, node, svc, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("cairnd started", "version", version, "grpc", ln.Addr().String(), "raft", node.RaftAddr(),
@@ -235,6 +244,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	case <-ctx.Done():
 		log.Info("shutting down", "reason", ctx.Err())
 	}
+	stopReady()
 	return errors.Join(runErr, shutdown(log, o.shutdownTimeout, svc, srv, node))
 }
 

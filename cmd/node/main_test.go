@@ -7,16 +7,24 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/cairndb/cairn/api"
+	"github.com/cairndb/cairn/api/cairnpb"
 	"github.com/cairndb/cairn/cluster"
 )
 
@@ -84,32 +92,139 @@ func TestRunStartsAndStopsCleanly(t *testing.T) {
 	}
 }
 
-func TestMetricsCollector(t *testing.T) {
-	node, err := cluster.Open(cluster.Config{NodeID: "m1", DataDir: filepath.Join(t.TempDir(), "m1"),
+func mustSoloNode(t *testing.T, m *metrics) *cluster.Node {
+	t.Helper()
+	cfg := cluster.Config{NodeID: "m1", DataDir: filepath.Join(t.TempDir(), "m1"),
 		RaftBind: "127.0.0.1:0", GossipBind: "127.0.0.1:0", BootstrapExpect: 1,
 		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler)}
+	if m != nil {
+		cfg.OnBatch = m.onBatch
+		cfg.FSM.OnApply, cfg.FSM.OnSnapshot = m.onApply, m.onSnapshot
+	}
+	node, err := cluster.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer node.Close()
+	t.Cleanup(func() { node.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := node.WaitForLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return node
+}
+
+// The HTTP endpoints and the series operators alert on: a scrape is parsed and checked.
+func TestMetricsHealthAndReadiness(t *testing.T) {
+	m := newMetrics("m1")
+	node := mustSoloNode(t, m)
 	svc := api.NewService(apiNode{node}, api.DefaultConfig(), slog.New(slog.DiscardHandler))
 	defer svc.Close()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(newNodeCollector(node, svc))
-	if n, err := testutil.GatherAndCount(reg, "cairn_raft_leader", "cairn_fsm_applied_index", "cairn_api_forwarded_total"); err != nil || n != 3 {
-		t.Fatalf("gathered %d series: %v", n, err)
+	m.reg.MustRegister(newNodeCollector(node, svc))
+	srv := httptest.NewServer(httpHandler(m, node, slog.New(slog.DiscardHandler), true))
+	defer srv.Close()
+
+	// Traffic through the gRPC interceptor, the batcher and the apply path.
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(m.unary))
+	svc.Register(gs)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	mfs, _ := reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() == "cairn_raft_leader" && mf.GetMetric()[0].GetGauge().GetValue() != 1 {
-			t.Fatal("single-node leader not reported as leader")
+	go gs.Serve(lis)
+	defer gs.Stop()
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cairnpb.NewEventsClient(cc).Append(ctx, &cairnpb.AppendRequest{Stream: "s",
+		Events: []*cairnpb.EventData{{Type: "T"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cairnpb.NewEventsClient(cc).Read(ctx, &cairnpb.ReadRequest{Stream: "missing"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("read of a missing stream: %v", err)
+	}
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
 		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz %d", code)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := get("/readyz")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz %d %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond) // polling readiness, bounded
+	}
+	if code, _ := get("/debug/pprof/"); code != 200 {
+		t.Fatalf("pprof %d", code)
+	}
+	_, body := get("/metrics")
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse scrape: %v", err)
+	}
+	for _, name := range []string{"cairn_raft_leader", "cairn_raft_term", "cairn_raft_commit_index", "cairn_fsm_applied_index",
+		"cairn_raft_last_contact_seconds", "cairn_segment_bytes", "cairn_segment_files", "cairn_ready",
+		"cairn_grpc_request_duration_seconds", "cairn_proposal_batch_requests", "cairn_fsm_apply_batch_seconds",
+		"cairn_api_errors_total", "cairn_api_forwarded_total", "go_goroutines"} {
+		if _, ok := families[name]; !ok {
+			t.Errorf("scrape lacks %s", name)
+		}
+	}
+	if v := families["cairn_raft_leader"].GetMetric()[0].GetGauge().GetValue(); v != 1 {
+		t.Errorf("solo leader reported as %v", v)
+	}
+	codesSeen := map[string]bool{}
+	for _, mt := range families["cairn_grpc_request_duration_seconds"].GetMetric() {
+		for _, l := range mt.GetLabel() {
+			if l.GetName() == "code" {
+				codesSeen[l.GetValue()] = true
+			}
+		}
+	}
+	if !codesSeen["OK"] || !codesSeen["NotFound"] {
+		t.Errorf("latency by code: %v", codesSeen)
+	}
+}
+
+// A node that has no leader is alive but not ready.
+func TestReadyzFalseWithoutLeader(t *testing.T) {
+	node, err := cluster.Open(cluster.Config{NodeID: "lonely", DataDir: t.TempDir(), RaftBind: "127.0.0.1:0",
+		GossipBind: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)}) // no bootstrap: never a leader
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	srv := httptest.NewServer(httpHandler(newMetrics("lonely"), node, slog.New(slog.DiscardHandler), false))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz %d, want 503", resp.StatusCode)
+	}
+	if resp, _ := http.Get(srv.URL + "/debug/pprof/"); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("pprof served without --pprof: %d", resp.StatusCode)
 	}
 }
 

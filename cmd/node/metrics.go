@@ -3,26 +3,114 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	"github.com/cairndb/cairn/api"
 	"github.com/cairndb/cairn/cluster"
 )
 
+// readyMaxLag is how far behind the commit index a node may be and still be ready.
+const readyMaxLag = 1000
+
+// metrics holds the histograms fed by hooks in the cluster, the state machine and the gRPC
+// interceptors. State that can be read on demand (raft indexes, segment sizes, API counters) is
+// exported by nodeCollector at scrape time instead, so nothing has to be kept in sync.
+type metrics struct {
+	reg       *prometheus.Registry
+	rpc       *prometheus.HistogramVec
+	batch     prometheus.Histogram
+	batchSize prometheus.Histogram
+	apply     prometheus.Histogram
+	applyRecs prometheus.Histogram
+	snapshot  *prometheus.HistogramVec
+}
+
+func newMetrics(nodeID string) *metrics {
+	labels := prometheus.Labels{"node": nodeID}
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		rpc: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cairn_grpc_request_duration_seconds", Help: "gRPC request latency by method and status code.",
+			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"method", "code"}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cairn_proposal_batch_requests", Help: "Client requests packed into one raft entry.",
+			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cairn_proposal_batch_bytes", Help: "Size of a raft entry built by the proposal batcher.",
+			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(256, 4, 10),
+		}),
+		apply: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cairn_fsm_apply_batch_seconds", Help: "Time to apply one batch of committed raft entries.",
+			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.00001, 2, 18),
+		}),
+		applyRecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cairn_fsm_apply_batch_records", Help: "Records written by one apply batch.",
+			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		snapshot: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cairn_snapshot_persist_seconds", Help: "Time to persist a state machine snapshot, by result.",
+			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"result"}),
+	}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.rpc, m.batch, m.batchSize, m.apply, m.applyRecs, m.snapshot)
+	return m
+}
+
+func (m *metrics) onBatch(requests, bytes int) {
+	m.batch.Observe(float64(requests))
+	m.batchSize.Observe(float64(bytes))
+}
+
+func (m *metrics) onApply(_, records int, took time.Duration) {
+	m.apply.Observe(took.Seconds())
+	m.applyRecs.Observe(float64(records))
+}
+
+func (m *metrics) onSnapshot(_ uint64, took time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.snapshot.WithLabelValues(result).Observe(took.Seconds())
+}
+
+// unary and stream are gRPC interceptors that time every request by method and code.
+func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	m.rpc.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
+	return resp, err
+}
+
+func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	err := h(srv, ss)
+	m.rpc.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
+	return err
+}
+
 // nodeCollector exports a node's raft and state machine state and the API's counters, read at
-// scrape time (no background goroutine, nothing to keep in sync).
+// scrape time.
 type nodeCollector struct {
 	node *cluster.Node
 	svc  *api.Service
 
 	leader, term, commit, applied, lastLog, lastContact, lastPosition *prometheus.Desc
+	segBytes, segFiles, ready                                         *prometheus.Desc
 	errors, forwarded, forwardFailures                                *prometheus.Desc
 }
 
@@ -39,6 +127,9 @@ func newNodeCollector(node *cluster.Node, svc *api.Service) *nodeCollector {
 		lastLog:         d("raft_last_log_index", "Last raft log index stored on this node."),
 		lastContact:     d("raft_last_contact_seconds", "Seconds since a follower last heard from the leader (0 on the leader)."),
 		lastPosition:    d("fsm_last_position", "Global position of the last readable event."),
+		segBytes:        d("segment_bytes", "Bytes in the live segment files."),
+		segFiles:        d("segment_files", "Number of live segment files."),
+		ready:           d("ready", "1 if the node has a leader, is a member and is caught up (see /readyz)."),
 		errors:          d("api_errors_total", "Error statuses returned, by reason.", "reason"),
 		forwarded:       d("api_forwarded_total", "Requests forwarded to the leader."),
 		forwardFailures: d("api_forward_failures_total", "Forwards that failed after a retry."),
@@ -48,7 +139,7 @@ func newNodeCollector(node *cluster.Node, svc *api.Service) *nodeCollector {
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.term, c.commit, c.applied, c.lastLog, c.lastContact,
-		c.lastPosition, c.errors, c.forwarded, c.forwardFailures} {
+		c.lastPosition, c.segBytes, c.segFiles, c.ready, c.errors, c.forwarded, c.forwardFailures} {
 		ch <- d
 	}
 }
@@ -76,35 +167,78 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		g(c.lastContact, st.GetLastContact().AsDuration().Seconds())
 	}
 	g(c.lastPosition, float64(c.node.FSM().LastPosition()))
-	s := c.svc.Stats()
-	for reason, n := range s.Errors {
+	s := c.node.FSM().Storage()
+	g(c.segBytes, float64(s.Bytes))
+	g(c.segFiles, float64(s.Segments))
+	ready, _ := c.node.Readiness(readyMaxLag)
+	g(c.ready, map[bool]float64{true: 1}[ready])
+	st := c.svc.Stats()
+	for reason, n := range st.Errors {
 		ctr(c.errors, n, reason)
 	}
-	ctr(c.forwarded, s.Forwarded)
-	ctr(c.forwardFailures, s.ForwardFailures)
+	ctr(c.forwarded, st.Forwarded)
+	ctr(c.forwardFailures, st.ForwardFailures)
 }
 
-// serveMetrics serves /metrics on addr until ctx ends. Errors after start are logged.
-func serveMetrics(ctx context.Context, addr string, node *cluster.Node, svc *api.Service, log *slog.Logger) (func(), error) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newNodeCollector(node, svc))
+// httpHandler serves /metrics, /healthz (the process is up), /readyz (a member with a leader,
+// caught up: 200, else 503 with the reason) and, with pprofOn, /debug/pprof/.
+func httpHandler(m *metrics, node *cluster.Node, log *slog.Logger, pprofOn bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ok, why := node.Readiness(readyMaxLag); !ok {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// serveHTTP serves h on addr until stopped; errors after start are logged.
+func serveHTTP(addr string, h http.Handler, log *slog.Logger) (stop func(), bound string, err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server stopped", "error", err)
 		}
 	}()
-	log.Info("metrics listening", "addr", ln.Addr().String())
+	log.Info("metrics and health endpoints listening", "addr", ln.Addr().String())
 	return func() {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}, nil
+		_ = srv.Shutdown(ctx)
+	}, ln.Addr().String(), nil
+}
+
+// readinessLoop mirrors readiness into the gRPC health service until ctx ends.
+func readinessLoop(ctx context.Context, node *cluster.Node, svc *api.Service, log *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last, lastWhy := false, ""
+	for {
+		ready, why := node.Readiness(readyMaxLag)
+		svc.SetReady(ready)
+		if ready != last || why != lastWhy {
+			log.Info("readiness changed", "ready", ready, "reason", why)
+			last, lastWhy = ready, why
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

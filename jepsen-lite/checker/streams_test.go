@@ -330,3 +330,13 @@ func TestPairRejectsOverlap(t *testing.T) {
 		t.Fatal("overlapping ops of one process accepted")
 	}
 }
+
+// condition-violated: the second winner of an expected revision is named by the version-order
+// checker too.
+func TestConditionViolated(t *testing.T) {
+	var h hist
+	h.appendOK(0, 0, 10, "s", 0, []uint64{a1}, 1)
+	h.appendOK(1, 0, 10, "s", 0, []uint64{b1}, 2)
+	h.final(2, 100, 110, "s", []uint64{a1, b1})
+	wantAnomaly(t, VersionOrder(analyze(t, &h)), "condition-violated")
+}

@@ -25,7 +25,9 @@ import (
 //   - divergent-read: a linearizable read that is not a prefix of the final stream;
 //   - stale-read: a linearizable read shorter than what was visible before it started;
 //   - realtime-inversion: an append invoked after another was acknowledged (or read) but
-//     ordered before it.
+//     ordered before it;
+//   - condition-violated: an append with an expected revision that landed elsewhere (two
+//     appends with the same expected revision both won).
 func VersionOrder(a *Analysis) *Result {
 	start := time.Now()
 	r := newResult("version-order", true)
@@ -133,6 +135,11 @@ func VersionOrder(a *Analysis) *Result {
 			contiguous = present[i].Revision == present[0].Revision+int64(i)
 		}
 		ids := idStrings(w.IDs)
+		if w.Outcome != history.Fail && contiguous && w.Expected != history.ExpectAny && present[0].Revision != w.Expected {
+			r.add(Anomaly{Kind: "condition-violated", Stream: w.Stream, IDs: ids, Ops: attemptOps(w), Time: w.Return,
+				Detail: fmt.Sprintf("append op %d required the stream to have %d events, yet landed at revision %d (%s)",
+					w.FirstOp(), w.Expected, present[0].Revision, w.Outcome)})
+		}
 		switch w.Outcome {
 		case history.OK:
 			v := w.Version()
@@ -258,7 +265,7 @@ func VersionOrder(a *Analysis) *Result {
 	r.Counts["acked"] = countOutcome(a, history.OK)
 	r.Counts["recovered"] = recovered
 	kinds := []string{"lost", "duplicate", "inconsistent-versions", "split-batch", "failed-visible", "vanished",
-		"unexpected", "divergent-read", "stale-read", "realtime-inversion"}
+		"unexpected", "divergent-read", "stale-read", "realtime-inversion", "condition-violated"}
 	if r.Verdict == Valid && len(a.Missing) > 0 {
 		r.unknown()
 	}

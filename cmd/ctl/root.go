@@ -147,6 +147,7 @@ forwarded to the leader. Output is a table for people by default, JSON with --js
 		newReadCommand(a),
 		newReadAllCommand(a),
 		newTombstoneCommand(a),
+		newTailCommand(a),
 		newHealthCommand(a),
 		newDevCommand(a),
 	)

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -340,5 +342,55 @@ func (n *Node) reconcile() {
 		case s.Suffrage == raft.Nonvoter && m.Voter:
 			n.maybePromote(m)
 		}
+	}
+}
+
+// ErrWipedMember: this node has no raft state, yet the cluster's configuration already lists its
+// id. Its data dir was wiped (or it is a copy): letting it take part would let an empty voter
+// vote and lose committed entries.
+var ErrWipedMember = errors.New("this node id is already a member of the cluster, but this node has no raft state")
+
+// refuseIfWiped runs before raft starts on a node without raft state. If gossip shows members
+// that have state (an existing cluster), it asks them, over their gRPC Status, whether the raft
+// configuration already lists this node's id, and refuses to start if so. A fresh cluster (no
+// member has state yet) skips the check; if no member with state answers within a few seconds,
+// the node starts with a warning rather than never.
+func (n *Node) refuseIfWiped() error {
+	if len(n.cfg.Join) > 0 {
+		n.joinSeeds()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var withState []memberMeta
+		for _, m := range n.members.alive() {
+			if m.HasState && m.ID != n.cfg.NodeID {
+				withState = append(withState, m)
+			}
+		}
+		if len(withState) == 0 {
+			return nil // a new cluster, or nobody known yet: nothing can list us
+		}
+		for _, m := range withState {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			st, err := n.peers.status(ctx, m.GRPCAddr)
+			cancel()
+			if err != nil {
+				continue
+			}
+			for _, member := range st.GetMembers() {
+				if member.GetId() == n.cfg.NodeID {
+					n.log.Error("refusing to start: the cluster already lists this node id, but this data dir has no raft state",
+						"asked", m.ID, "suffrage", member.GetSuffrage(), "data_dir", n.cfg.DataDir)
+					return fmt.Errorf("cluster: %w (asked %s): if the data dir was wiped, remove the old member first "+
+						"(cairnctl remove %s) or start this node with a new --node-id", ErrWipedMember, m.ID, n.cfg.NodeID)
+				}
+			}
+			return nil // a member answered without listing us: we are new
+		}
+		if time.Now().After(deadline) {
+			n.log.Warn("no member with raft state answered; starting without the wiped-data-dir check")
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond) // waiting for a member's gRPC to answer, bounded
 	}
 }

@@ -92,14 +92,26 @@ func Open(cfg Config) (*Node, error) {
 	if n.fsm, err = fsm.Open(fcfg); err != nil {
 		return nil, err
 	}
-	if err := n.openRaft(); err != nil {
+	snaps, hl, err := n.openRaftStores()
+	if err != nil {
 		return nil, err
 	}
-	n.verifier = &leaderVerifier{raft: n.raft}
 	n.peers = newPeerClients()
 	if err := n.openGossip(); err != nil {
 		return nil, err
 	}
+	// Gossip first, raft second: a node without raft state must first make sure the cluster does
+	// not already count it as a member (a wiped data dir), before raft can accept a single
+	// AppendEntries or vote.
+	if !n.metaHasState {
+		if err := n.refuseIfWiped(); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.startRaft(snaps, hl); err != nil {
+		return nil, err
+	}
+	n.verifier = &leaderVerifier{raft: n.raft}
 	n.wg.Add(4)
 	go n.batchLoop()
 	go n.resolveLoop()
@@ -109,31 +121,37 @@ func Open(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) openRaft() error {
+// openRaftStores opens raft's log and stable store, its snapshot store and its transport.
+func (n *Node) openRaftStores() (*raft.FileSnapshotStore, hclog.Logger, error) {
 	dir := filepath.Join(n.cfg.DataDir, "raft")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("cluster: create raft dir: %w", err)
+		return nil, nil, fmt.Errorf("cluster: create raft dir: %w", err)
 	}
 	hl := newHclog(n.log.With("component", "raft"), "raft", hclog.Info)
 	var err error
 	if n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")}); err != nil {
-		return fmt.Errorf("cluster: open raft log store: %w", err)
-	}
-	cache, err := raft.NewLogCache(512, n.store)
-	if err != nil {
-		return fmt.Errorf("cluster: log cache: %w", err)
+		return nil, nil, fmt.Errorf("cluster: open raft log store: %w", err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
 	if err != nil {
-		return fmt.Errorf("cluster: snapshot store: %w", err)
+		return nil, nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
 	layer, err := newStreamLayer(n.cfg.RaftBind, n.cfg.RaftAdvertise, n.cfg.Dial)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hl,
 	})
+	return snaps, hl, nil
+}
+
+// startRaft configures and starts raft over the opened stores.
+func (n *Node) startRaft(snaps *raft.FileSnapshotStore, hl hclog.Logger) error {
+	cache, err := raft.NewLogCache(512, n.store)
+	if err != nil {
+		return fmt.Errorf("cluster: log cache: %w", err)
+	}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)

@@ -241,6 +241,19 @@ func (n *Node) Stop(timeout time.Duration) error {
 	}
 }
 
+// Wait waits up to timeout for the process to exit by itself and returns its exit error (nil for
+// a clean exit); err is set when it is still running at the deadline.
+func (n *Node) Wait(timeout time.Duration) (exitErr, err error) {
+	select {
+	case <-n.exitCh():
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.exitErr, nil
+	case <-time.After(timeout):
+		return nil, fmt.Errorf("localcluster: %s still running after %v", n.ID, timeout)
+	}
+}
+
 // Pause freezes the process (SIGSTOP); Resume thaws it (SIGCONT).
 func (n *Node) Pause() error  { return n.signal(syscall.SIGSTOP) }
 func (n *Node) Resume() error { return n.signal(syscall.SIGCONT) }

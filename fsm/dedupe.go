@@ -10,15 +10,21 @@ package fsm
 // no storage of its own: it survives restart, failover and snapshot install by being rebuilt from
 // the records.
 //
-// Memory: one map entry (16-byte key, 8-byte value) and one 32-byte queue slot per remembered
-// event, about 60 bytes each; the default horizon of 2^20 events costs about 60 MiB.
+// Memory: a ring of 32-byte entries that grows to at most MaxEvents (never more, whatever the
+// churn), and a map from id to position. Go maps do not shrink after deletes, so the map is
+// rebuilt once as many entries have been deleted as it holds, which bounds it to about twice the
+// live entries in the worst case and amortises the copy to O(1) per event. See DESIGN.md for
+// measured numbers.
 type dedupeIndex struct {
 	maxEvents int
 	maxAge    int64 // nanoseconds; <0 means unbounded
 
-	byID  map[[16]byte]uint64 // event id -> global position
-	queue []dedupeEntry       // remembered events in position order, from head
-	head  int
+	byID    map[[16]byte]uint64 // event id -> global position
+	deleted int                 // deletes since byID was last rebuilt
+
+	ring []dedupeEntry // remembered events in position order: ring[head], ring[head+1], ... (mod len)
+	head int
+	n    int
 }
 
 type dedupeEntry struct {
@@ -35,10 +41,28 @@ func newDedupeIndex(h DedupeHorizon) *dedupeIndex {
 	return &dedupeIndex{maxEvents: h.MaxEvents, maxAge: maxAge, byID: make(map[[16]byte]uint64)}
 }
 
-// add remembers one event. Positions arrive in increasing order.
+// add remembers one event. Positions arrive in increasing order. The caller evicts afterwards,
+// so the ring may briefly hold maxEvents+1 entries.
 func (d *dedupeIndex) add(id [16]byte, pos uint64, ts int64) {
+	if d.n == len(d.ring) {
+		d.grow()
+	}
+	d.ring[(d.head+d.n)%len(d.ring)] = dedupeEntry{id: id, pos: pos, ts: ts}
+	d.n++
 	d.byID[id] = pos
-	d.queue = append(d.queue, dedupeEntry{id: id, pos: pos, ts: ts})
+}
+
+// grow doubles the ring (up to maxEvents+1 slots), unrolling it to start at index 0.
+func (d *dedupeIndex) grow() {
+	size := min(max(2*len(d.ring), 1024), d.maxEvents+1)
+	if size <= len(d.ring) {
+		size = len(d.ring) + 1 // only when the caller added twice without evicting
+	}
+	ring := make([]dedupeEntry, size)
+	for i := 0; i < d.n; i++ {
+		ring[i] = d.ring[(d.head+i)%len(d.ring)]
+	}
+	d.ring, d.head = ring, 0
 }
 
 // get returns the position of the event with this id, if it is inside the horizon.
@@ -49,9 +73,9 @@ func (d *dedupeIndex) get(id [16]byte) (uint64, bool) {
 
 // evict drops events outside the horizon, given the newest record's timestamp.
 func (d *dedupeIndex) evict(newestTs int64) {
-	for d.head < len(d.queue) {
-		e := d.queue[d.head]
-		overCount := len(d.queue)-d.head > d.maxEvents
+	for d.n > 0 {
+		e := &d.ring[d.head]
+		overCount := d.n > d.maxEvents
 		tooOld := d.maxAge >= 0 && e.ts < newestTs-d.maxAge
 		if !overCount && !tooOld {
 			break
@@ -61,17 +85,18 @@ func (d *dedupeIndex) evict(newestTs int64) {
 		// event owns the map entry, so only drop the entry if it still points here.
 		if d.byID[e.id] == e.pos {
 			delete(d.byID, e.id)
+			d.deleted++
 		}
-		d.queue[d.head] = dedupeEntry{}
-		d.head++
+		*e = dedupeEntry{}
+		d.head = (d.head + 1) % len(d.ring)
+		d.n--
 	}
-	// Compact once the dead prefix dominates, so the queue's memory stays proportional to the
-	// window and the copy cost is amortised O(1) per event.
-	if d.head > 1024 && d.head > len(d.queue)/2 {
-		n := copy(d.queue, d.queue[d.head:])
-		clear(d.queue[n:])
-		d.queue = d.queue[:n]
-		d.head = 0
+	if d.deleted > 4096 && d.deleted > len(d.byID) {
+		m := make(map[[16]byte]uint64, len(d.byID))
+		for k, v := range d.byID {
+			m[k] = v
+		}
+		d.byID, d.deleted = m, 0
 	}
 }
 

@@ -275,18 +275,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.pending = f.pending[:0]
 	firstPending := f.nextPos
 
-	f.mu.Lock()
-	for i, l := range logs {
-		if l.Index <= last {
-			continue // replayed entry already reflected in the data
-		}
-		last = l.Index
-		if l.Type != raft.LogCommand {
-			continue
-		}
-		out[i] = f.applyCommand(l, firstPending)
-	}
-	f.mu.Unlock()
+	last = f.decide(logs, out, last, firstPending)
 
 	if len(f.pending) > 0 {
 		if err := f.seg.Append(f.pending); err != nil {
@@ -302,6 +291,25 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	clear(f.pending) // drop references to event payloads
 	f.pending = f.pending[:0]
 	return out
+}
+
+// decide runs every entry's requests against the index under the lock (memory only), filling
+// out, and returns the last raft index seen. The deferred unlock matters: a storage failure
+// panics from here, and the lock must not stay held for whoever recovers.
+func (f *FSM) decide(logs []*raft.Log, out []interface{}, last, firstPending uint64) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, l := range logs {
+		if l.Index <= last {
+			continue // replayed entry already reflected in the data
+		}
+		last = l.Index
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		out[i] = f.applyCommand(l, firstPending)
+	}
+	return last
 }
 
 func (f *FSM) publish(applied, visible uint64) {

@@ -423,6 +423,9 @@ func TestReadStreamAndAll(t *testing.T) {
 	if err != nil || !cmp.Equal([]uint64{10, 9}, positions(all)) {
 		t.Fatalf("$all backward: %v %v", err, positions(all))
 	}
+	if all, _ := f.ReadAll(Start, Backward, 10); !cmp.Equal([]uint64{1}, positions(all)) {
+		t.Fatalf("$all backward from Start: %v", positions(all))
+	}
 	if all, _ := f.ReadAll(11, Forward, 10); len(all) != 0 {
 		t.Fatalf("$all past the end: %v", positions(all))
 	}

@@ -873,8 +873,8 @@ func (s *propState) checkWindows(rt *rapid.T) {
 			want = append(want, p)
 		}
 	} else {
-		// Backward from Start (0) reads nothing: the segment layer's documented clamping.
-		for p := min(from, n); p >= 1 && len(want) < limit; p-- {
+		// Backward from Start is the first position, as for streams (from is inclusive).
+		for p := max(min(from, n), 1); p >= 1 && len(want) < limit; p-- {
 			want = append(want, p)
 		}
 	}

@@ -156,7 +156,8 @@ func (f *FSM) ReadAll(from uint64, dir Direction, limit int) ([]RecordedEvent, e
 		return nil, nil
 	}
 	if dir == Backward {
-		from = min(from, visible)
+		// As for streams, Start backwards is the first record (from is inclusive).
+		from = max(min(from, visible), seg.FirstPosition())
 	}
 	it := seg.Scan(from, dir)
 	defer it.Close()

@@ -12,7 +12,7 @@
 //	kill-one, kill-leader,        SIGKILL, restarted when the fault stops
 //	kill-majority, kill-all
 //	pause-one, pause-leader       SIGSTOP, SIGCONT when the fault stops
-//	slow-links                    one node's links delayed 50-250 ms (± half)
+//	slow-links, slow-leader       one node's (the leader's) links delayed 50-250 ms (± half)
 //	lossy-links                   one node's links lossy (retransmission delays, resets)
 //	snapshot-pressure             a follower cut off until the leader has compacted its log
 //	                              past the follower's position (needs a small
@@ -41,11 +41,11 @@ import (
 
 // Faults lists every fault name.
 var Faults = []string{"isolate-leader", "isolate-one", "halves", "one-way-leader", "kill-one", "kill-leader",
-	"kill-majority", "kill-all", "pause-one", "pause-leader", "slow-links", "lossy-links", "snapshot-pressure",
+	"kill-majority", "kill-all", "pause-one", "pause-leader", "slow-links", "slow-leader", "lossy-links", "snapshot-pressure",
 	"member-add", "member-replace"}
 
 // needsLinks are the faults that need per-link control (Caps.Links).
-var needsLinks = map[string]bool{"halves": true, "one-way-leader": true, "slow-links": true, "lossy-links": true}
+var needsLinks = map[string]bool{"halves": true, "one-way-leader": true, "slow-links": true, "slow-leader": true, "lossy-links": true}
 
 // Supported reports whether d can inject fault.
 func Supported(d driver.Driver, fault string) bool {
@@ -379,8 +379,8 @@ func (n *Nemesis) start(ctx context.Context, fault string, targets []string, d t
 		}
 		return timed(func() error { return setAll(n.d, pairs, proxy.Fault{}) }), []string{l}, "followers->leader stalled", nil
 
-	case "slow-links", "lossy-links":
-		node, err := n.one(ctx, targets, false)
+	case "slow-links", "slow-leader", "lossy-links":
+		node, err := n.one(ctx, targets, fault == "slow-leader")
 		if err != nil {
 			return nil, nil, "", err
 		}

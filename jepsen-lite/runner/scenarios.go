@@ -64,8 +64,10 @@ var scenarios = []Scenario{
 		Description: "leader isolated or deaf: entries it cannot commit are acknowledged anyway, then lost",
 		Config:      Config{Duration: 30 * time.Second, Workload: wl("streams", 80, 8), Faults: []string{"isolate-leader", "one-way-leader"}}},
 	{Name: "canary-version-check-on-leader", Bug: "version-check-on-leader-before-propose", Catches: []string{"linearizable", "version-order"},
-		Description: "contended appends with expected revisions, no faults: two appends with the same expected revision both win",
-		Config:      Config{Duration: 20 * time.Second, Workload: wl("streams", 100, 10)}},
+		Description: "appends with expected revisions contending on two hot streams while the leader's links are slow: two appends with the same expected revision both win",
+		Config: Config{Duration: 20 * time.Second, Workload: workload.Config{Name: "streams", Rate: 120, Clients: 10, HotStreams: 2},
+			Faults: []string{"slow-leader"}, Quiet: time.Second, FaultMin: 6 * time.Second, FaultMax: 8 * time.Second,
+			QuietMin: time.Second, QuietMax: 2 * time.Second}},
 	{Name: "canary-duplicate-on-retry", Bug: "duplicate-on-retry", Catches: []string{"version-order", "global"},
 		Description: "appends of unknown outcome retried with the same ids while the leader is deaf or killed",
 		Config:      Config{Duration: 30 * time.Second, Workload: wl("global", 100, 8), Faults: []string{"one-way-leader", "one-way-leader", "kill-leader"}}},
@@ -101,19 +103,22 @@ func Lookup(name string) (Scenario, error) {
 	return Scenario{}, fmt.Errorf("runner: unknown scenario %q (known: %s)", name, strings.Join(names, ", "))
 }
 
-// Set returns the scenarios of a set, or of a comma-separated list of scenario names.
-func Set(name string) ([]Scenario, error) {
-	names, ok := Sets[name]
-	if !ok {
-		names = strings.Split(name, ",")
-	}
+// Set returns the scenarios of a comma-separated list of set names and scenario names.
+func Set(list string) ([]Scenario, error) {
 	var out []Scenario
-	for _, n := range names {
-		s, err := Lookup(strings.TrimSpace(n))
-		if err != nil {
-			return nil, err
+	for _, tok := range strings.Split(list, ",") {
+		tok = strings.TrimSpace(tok)
+		names, ok := Sets[tok]
+		if !ok {
+			names = []string{tok}
 		}
-		out = append(out, s)
+		for _, n := range names {
+			s, err := Lookup(n)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+		}
 	}
 	return out, nil
 }

@@ -26,6 +26,10 @@ type memberMeta struct {
 	// HasState is true once the node has raft state (bootstrapped or joined): a cluster exists, so
 	// no node that sees it may bootstrap another one.
 	HasState bool `json:"state,omitempty"`
+	// Ready is true once the node passed its start-up membership check (a node with raft state
+	// needs none). The leader adds only ready members: adding one still being checked would make
+	// its check find itself listed and take it for a wiped member.
+	Ready bool `json:"ready,omitempty"`
 }
 
 // memberTable is the gossip view: a hint about who exists and where, never the truth about
@@ -134,7 +138,7 @@ func (n *Node) openGossip() error {
 	if err != nil {
 		return fmt.Errorf("cluster: inspect raft state: %w", err)
 	}
-	meta, err := n.encodeMeta(has)
+	meta, err := n.encodeMeta(has, has)
 	if err != nil {
 		return err
 	}
@@ -154,7 +158,7 @@ func (n *Node) openGossip() error {
 		mc.AdvertiseAddr, mc.AdvertisePort = a.IP.String(), a.Port
 	}
 	d := &gossipDelegate{meta: meta, t: n.members, log: n.log}
-	n.delegate, n.metaHasState = d, has
+	n.delegate, n.metaHasState, n.metaReady = d, has, has
 	mc.Delegate, mc.Events = d, d
 	mc.Logger = slog.NewLogLogger(n.log.With("component", "memberlist").Handler(), slog.LevelDebug)
 	if n.gossip, err = memberlist.Create(mc); err != nil {
@@ -165,9 +169,9 @@ func (n *Node) openGossip() error {
 	return nil
 }
 
-func (n *Node) encodeMeta(hasState bool) ([]byte, error) {
+func (n *Node) encodeMeta(hasState, ready bool) ([]byte, error) {
 	meta, err := json.Marshal(memberMeta{ID: n.cfg.NodeID, RaftAddr: n.RaftAddr(), GRPCAddr: n.cfg.GRPCAdvertise,
-		Voter: !n.cfg.NonVoter, Version: n.cfg.Version, HasState: hasState})
+		Voter: !n.cfg.NonVoter, Version: n.cfg.Version, HasState: hasState, Ready: ready})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: encode gossip metadata: %w", err)
 	}
@@ -185,17 +189,21 @@ func (n *Node) announceState() {
 	if has, err := raft.HasExistingState(n.store, n.store, noSnapshots{}); err != nil || !has {
 		return
 	}
-	meta, err := n.encodeMeta(true)
-	if err != nil {
-		n.log.Warn("encoding gossip metadata failed", "error", err)
-		return
-	}
-	n.delegate.setMeta(meta)
-	if err := n.gossip.UpdateNode(time.Second); err != nil {
+	if err := n.gossipMeta(true, n.metaReady); err != nil {
 		n.log.Warn("announcing raft state over gossip failed; will retry", "error", err)
 		return
 	}
 	n.metaHasState = true
+}
+
+// gossipMeta publishes new metadata for this node and waits (briefly) for it to spread.
+func (n *Node) gossipMeta(hasState, ready bool) error {
+	meta, err := n.encodeMeta(hasState, ready)
+	if err != nil {
+		return err
+	}
+	n.delegate.setMeta(meta)
+	return n.gossip.UpdateNode(time.Second)
 }
 
 func splitHostPort(addr string) (string, int, error) {
@@ -319,6 +327,8 @@ func (n *Node) reconcile() {
 	for _, m := range n.members.alive() {
 		s, ok := servers[m.ID]
 		switch {
+		case !ok && !m.Ready:
+			continue // still checking that it is not a wiped member; it says when it is done
 		case !ok:
 			// A node re-using an address under a new id replaces the old entry first (rqlite #2778).
 			for _, old := range servers {

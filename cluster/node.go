@@ -41,6 +41,8 @@ type Node struct {
 	// metaHasState mirrors what we gossip as HasState; only the membership loop touches it
 	// after Open.
 	metaHasState bool
+	// metaReady mirrors what we gossip as Ready (passed the start-up membership check).
+	metaReady bool
 	// promoteAt holds, per non-voter id, when it was first seen healthy and caught up.
 	promoteMu sync.Mutex
 	promoteAt map[string]time.Time
@@ -107,6 +109,10 @@ func Open(cfg Config) (*Node, error) {
 		if err := n.refuseIfWiped(); err != nil {
 			return nil, err
 		}
+		if err := n.gossipMeta(false, true); err != nil {
+			n.log.Warn("announcing readiness over gossip failed", "error", err)
+		}
+		n.metaReady = true
 	}
 	if err := n.startRaft(snaps, hl); err != nil {
 		return nil, err

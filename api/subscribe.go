@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/cairndb/cairn/api/cairnpb"
@@ -44,6 +45,9 @@ const (
 	// subscribeReadRetries bounds consecutive store read failures retried locally because the
 	// watermark moved meanwhile (a snapshot restore swaps the segment files under a reader).
 	subscribeReadRetries = 3
+	// subscribeBatchBytes bounds the events packed into one message (one larger event is sent
+	// alone).
+	subscribeBatchBytes = 1 << 20
 )
 
 // AllStreamName is the stream name that, like an empty one, subscribes to the global log.
@@ -90,6 +94,9 @@ type SubscriptionStats struct {
 	Events, CaughtUp, Checkpoints, Heartbeats, FellBehind uint64
 	// ReadRetries counts store reads that failed while the watermark moved and were retried.
 	ReadRetries uint64
+	// TailFills counts store reads into the shared cache of recent records that live $all
+	// subscribers read from; TailResets counts restarts of that cache at another position.
+	TailFills, TailResets uint64
 }
 
 // subscriptions is the service-wide subscription state: the drain switch and the counters. Its
@@ -104,6 +111,8 @@ type subscriptions struct {
 	started, byClient, withError                          atomic.Uint64
 	events, caughtUp, checkpoints, heartbeats, fellBehind atomic.Uint64
 	readRetries                                           atomic.Uint64
+
+	tail tailCache // recent records of $all for live subscribers (subscribe_tail.go)
 }
 
 // register admits a new subscription and returns the channel that ends it, or false while the
@@ -157,6 +166,7 @@ func (s *Service) SubscriptionStats() SubscriptionStats {
 		EndedByClient: h.byClient.Load(), EndedWithError: h.withError.Load(),
 		Events: h.events.Load(), CaughtUp: h.caughtUp.Load(), Checkpoints: h.checkpoints.Load(),
 		Heartbeats: h.heartbeats.Load(), FellBehind: h.fellBehind.Load(), ReadRetries: h.readRetries.Load(),
+		TailFills: h.tail.fills.Load(), TailResets: h.tail.resets.Load(),
 	}
 }
 
@@ -335,12 +345,16 @@ type subscription struct {
 	drain  <-chan struct{}
 	match  func(*fsm.RecordedEvent) bool // nil matches everything
 
-	next      uint64 // $all: next position to scan; stream: next revision to read
-	scanned   uint64 // every position <= scanned has been scanned (the checkpoint)
-	announced uint64 // the highest scanned position the client knows of (event, checkpoint, caught_up)
-	caughtUp  bool
-	applied   uint64 // applied index of the watermark the current page was read under
-	sent      uint64 // events sent
+	next       uint64 // $all: next position to scan; stream: next revision to read
+	scanned    uint64 // every position <= scanned has been scanned (the checkpoint)
+	announced  uint64 // the highest scanned position the client knows of (event, checkpoint, caught_up)
+	caughtUp   bool
+	applied    uint64 // applied index of the watermark the current page was read under
+	sent       uint64 // events sent
+	sentInStep bool   // an event was sent in the current step (lastSent is updated after it)
+
+	batch      []*cairnpb.RecordedEvent // events read but not sent yet (see queueEvent)
+	batchBytes int
 
 	lastSent, lastCheckpoint, lastStaleCheck time.Time
 }
@@ -352,24 +366,61 @@ func (sub *subscription) name() string {
 	return sub.p.stream
 }
 
-// send sends one message stamped with the node's id and applied index.
+// send sends one message stamped with the node's id and applied index. It does not update
+// lastSent (a clock read per event is measurable at high rates): callers that send outside a
+// page of events set it.
 func (sub *subscription) send(m *cairnpb.SubscribeResponse) error {
 	m.AppliedIndex, m.NodeId = sub.applied, sub.nodeID
 	if err := sub.stream.Send(m); err != nil {
 		return fmt.Errorf("subscribe: send: %w", err)
 	}
-	sub.lastSent = time.Now()
 	return nil
 }
 
-func (sub *subscription) sendEvent(r *fsm.RecordedEvent) error {
-	sub.applied = max(sub.applied, r.Index)
-	if err := sub.send(&cairnpb.SubscribeResponse{Kind: &cairnpb.SubscribeResponse_Event{Event: recordToPB(r)}}); err != nil {
+// queueEvent adds a matching event to the batch of the current read, sending the batch first
+// when the event would take it over subscribeBatchBytes.
+func (sub *subscription) queueEvent(r *fsm.RecordedEvent) error {
+	ev := recordToPB(r)
+	return sub.queuePB(ev, proto.Size(ev), r.Index)
+}
+
+// queuePB is queueEvent for an event already in wire form (possibly shared with other
+// subscribers: it is never modified) of encoded size size.
+func (sub *subscription) queuePB(ev *cairnpb.RecordedEvent, size int, index uint64) error {
+	if len(sub.batch) > 0 && sub.batchBytes+size > subscribeBatchBytes {
+		if err := sub.flush(); err != nil {
+			return err
+		}
+	}
+	sub.batch = append(sub.batch, ev)
+	sub.batchBytes += size
+	sub.applied = max(sub.applied, index)
+	return nil
+}
+
+// flush sends the queued events: one as an event message, several as one events message.
+func (sub *subscription) flush() error {
+	n := len(sub.batch)
+	if n == 0 {
+		return nil
+	}
+	m := &cairnpb.SubscribeResponse{}
+	if n == 1 {
+		m.Kind = &cairnpb.SubscribeResponse_Event{Event: sub.batch[0]}
+	} else {
+		m.Kind = &cairnpb.SubscribeResponse_Events{Events: &cairnpb.SubscribeResponse_EventBatch{
+			Events: append([]*cairnpb.RecordedEvent(nil), sub.batch...)}}
+	}
+	last := sub.batch[n-1].GetPosition()
+	clear(sub.batch)
+	sub.batch, sub.batchBytes = sub.batch[:0], 0
+	if err := sub.send(m); err != nil {
 		return err
 	}
-	sub.sent++
-	sub.s.subs.events.Add(1)
-	sub.announced = max(sub.announced, r.Position)
+	sub.sent += uint64(n)
+	sub.sentInStep = true
+	sub.s.subs.events.Add(uint64(n))
+	sub.announced = max(sub.announced, last)
 	return nil
 }
 
@@ -385,6 +436,7 @@ func (sub *subscription) sendCaughtUp() error {
 	sub.caughtUp = true
 	sub.announced = max(sub.announced, sub.scanned)
 	sub.lastCheckpoint = time.Now()
+	sub.lastSent = sub.lastCheckpoint
 	sub.s.subs.caughtUp.Add(1)
 	return nil
 }
@@ -400,7 +452,7 @@ func (sub *subscription) checkpointDue(now time.Time) error {
 	if err := sub.send(m); err != nil {
 		return err
 	}
-	sub.announced, sub.lastCheckpoint = sub.scanned, now
+	sub.announced, sub.lastCheckpoint, sub.lastSent = sub.scanned, now, now
 	sub.s.subs.checkpoints.Add(1)
 	return nil
 }
@@ -414,6 +466,7 @@ func (sub *subscription) heartbeatDue(now time.Time) error {
 	if err := sub.send(m); err != nil {
 		return err
 	}
+	sub.lastSent = now
 	sub.s.subs.heartbeats.Add(1)
 	return nil
 }
@@ -514,6 +567,9 @@ func (sub *subscription) run(ctx context.Context) error {
 		}
 		failures = 0
 		now := time.Now()
+		if sub.sentInStep {
+			sub.lastSent, sub.sentInStep = now, false
+		}
 		if more {
 			if sub.caughtUp && backlog > uint64(cfg.FellBehindRecords) {
 				if err := sub.fellBehind(w); err != nil {
@@ -582,6 +638,7 @@ func (sub *subscription) fellBehind(w fsm.Watermark) error {
 	if err := sub.send(m); err != nil {
 		return err
 	}
+	sub.lastSent = time.Now()
 	sub.caughtUp = false
 	sub.announced = max(sub.announced, sub.scanned)
 	sub.s.subs.fellBehind.Add(1)
@@ -611,6 +668,28 @@ func (sub *subscription) stepAll(w fsm.Watermark) (bool, uint64, error) {
 	if sub.next > w.LastPosition {
 		return false, 0, nil
 	}
+	if sub.caughtUp {
+		// Live: the records every live subscriber needs next are read and converted once.
+		recs, ok, err := sub.s.subs.tail.read(sub.store, sub.next, w.LastPosition, tailFillPage)
+		if err != nil {
+			return false, 0, fmt.Errorf("subscribe: %w", err)
+		}
+		if ok && len(recs) > 0 {
+			for i := range recs {
+				cr := &recs[i]
+				if sub.match == nil || sub.match(&cr.rec) {
+					if err := sub.queuePB(cr.pb, cr.size, cr.rec.Index); err != nil {
+						return false, 0, err
+					}
+				}
+				sub.next, sub.scanned = cr.rec.Position+1, cr.rec.Position
+			}
+			if err := sub.flush(); err != nil {
+				return false, 0, err
+			}
+			return sub.next <= w.LastPosition, w.LastPosition - sub.scanned, nil
+		}
+	}
 	n := int(min(uint64(readPageSize), w.LastPosition-sub.next+1))
 	page, err := sub.store.ReadAll(sub.next, fsm.Forward, n)
 	if err != nil {
@@ -625,11 +704,14 @@ func (sub *subscription) stepAll(w fsm.Watermark) (bool, uint64, error) {
 			break
 		}
 		if sub.match == nil || sub.match(r) {
-			if err := sub.sendEvent(r); err != nil {
+			if err := sub.queueEvent(r); err != nil {
 				return false, 0, err
 			}
 		}
 		sub.next, sub.scanned = r.Position+1, r.Position
+	}
+	if err := sub.flush(); err != nil {
+		return false, 0, err
 	}
 	return sub.next <= w.LastPosition, w.LastPosition - sub.scanned, nil
 }
@@ -657,14 +739,17 @@ func (sub *subscription) stepStream(w fsm.Watermark) (bool, uint64, error) {
 		r := &page[i]
 		if r.Position > w.LastPosition {
 			// Applied after this watermark: the next round, under a newer one, sends it.
-			return false, 0, nil
+			return false, 0, sub.flush()
 		}
 		if sub.match == nil || sub.match(r) {
-			if err := sub.sendEvent(r); err != nil {
+			if err := sub.queueEvent(r); err != nil {
 				return false, 0, err
 			}
 		}
 		sub.next, sub.scanned = r.Revision+1, r.Position
+	}
+	if err := sub.flush(); err != nil {
+		return false, 0, err
 	}
 	if len(page) < readPageSize {
 		sub.scanned = max(sub.scanned, w.LastPosition)

@@ -53,17 +53,18 @@ func recvUntil(t *testing.T, st grpc.ServerStreamingClient[cairnpb.SubscribeResp
 		}
 		applied = m.GetAppliedIndex()
 		switch k := m.GetKind().(type) {
-		case *cairnpb.SubscribeResponse_Event:
-			e := k.Event
-			if e.GetPosition() <= known && len(evs) > 0 {
-				t.Fatalf("event at position %d after position %d was known", e.GetPosition(), known)
+		case *cairnpb.SubscribeResponse_Event, *cairnpb.SubscribeResponse_Events:
+			for _, e := range eventsOf(m) {
+				if e.GetPosition() <= known && len(evs) > 0 {
+					t.Fatalf("event at position %d after position %d was known", e.GetPosition(), known)
+				}
+				if e.GetLogIndex() > m.GetAppliedIndex() {
+					t.Fatalf("event of log index %d in a message with applied index %d", e.GetLogIndex(), m.GetAppliedIndex())
+				}
+				known = e.GetPosition()
+				evs = append(evs, e)
 			}
-			if e.GetLogIndex() > m.GetAppliedIndex() {
-				t.Fatalf("event of log index %d in a message with applied index %d", e.GetLogIndex(), m.GetAppliedIndex())
-			}
-			known = e.GetPosition()
-			evs = append(evs, e)
-			if e.GetPosition() >= last {
+			if known >= last {
 				return evs, msgs
 			}
 		case *cairnpb.SubscribeResponse_Checkpoint_:
@@ -75,6 +76,24 @@ func recvUntil(t *testing.T, st grpc.ServerStreamingClient[cairnpb.SubscribeResp
 			known = max(known, k.CaughtUp.GetPosition())
 		}
 	}
+}
+
+// eventsOf returns the events of an event or events message, nil for other kinds.
+func eventsOf(m *cairnpb.SubscribeResponse) []*cairnpb.RecordedEvent {
+	if e := m.GetEvent(); e != nil {
+		return []*cairnpb.RecordedEvent{e}
+	}
+	return m.GetEvents().GetEvents()
+}
+
+// firstEvent returns the first event of an event or events message.
+func firstEvent(t *testing.T, m *cairnpb.SubscribeResponse) *cairnpb.RecordedEvent {
+	t.Helper()
+	evs := eventsOf(m)
+	if len(evs) == 0 {
+		t.Fatalf("want an event, got %v", m)
+	}
+	return evs[0]
 }
 
 // TestSubscribeHandOverUnderConcurrentAppends subscribes to $all and to one stream from the start
@@ -120,14 +139,19 @@ func TestSubscribeHandOverUnderConcurrentAppends(t *testing.T) {
 		if cu := m.GetCaughtUp(); cu != nil {
 			caughtUps++
 			for _, before := range msgs[:i] {
-				if e := before.GetEvent(); e != nil && e.GetPosition() > cu.GetPosition() {
-					t.Fatalf("event %d sent before caught_up at %d", e.GetPosition(), cu.GetPosition())
+				for _, e := range eventsOf(before) {
+					if e.GetPosition() > cu.GetPosition() {
+						t.Fatalf("event %d sent before caught_up at %d", e.GetPosition(), cu.GetPosition())
+					}
 				}
 			}
 		}
 	}
 	if caughtUps == 0 {
 		t.Fatal("no caught_up")
+	}
+	if batches := len(msgs) - caughtUps; batches >= len(evs) {
+		t.Fatalf("%d events in %d messages: the catch-up did not pack events", len(evs), batches)
 	}
 
 	sevs, _ := recvUntil(t, one, total)
@@ -206,7 +230,7 @@ func TestSubscribeResumeFromCheckpoint(t *testing.T) {
 	resume := uint64(0)
 	for {
 		m := recv(t, st)
-		if e := m.GetEvent(); e != nil {
+		for _, e := range eventsOf(m) {
 			got = append(got, e.GetPosition())
 			resume = e.GetPosition()
 		}
@@ -218,7 +242,7 @@ func TestSubscribeResumeFromCheckpoint(t *testing.T) {
 	appendMix(10) // the subscriber sees these through checkpoints only if it keeps reading
 	for resume < uint64(n) {
 		m := recv(t, st)
-		if e := m.GetEvent(); e != nil {
+		for _, e := range eventsOf(m) {
 			got = append(got, e.GetPosition())
 			resume = e.GetPosition()
 		}
@@ -270,10 +294,10 @@ func TestSubscribeStreamStartsAndTombstone(t *testing.T) {
 	}
 	mustAppend(t, ts.events, "s", evt(4, "D"))
 	mustAppend(t, ts.events, "later", evt(5, "E"))
-	if e := recv(t, end).GetEvent(); e.GetRevision() != 3 || e.GetStream() != "s" {
+	if e := firstEvent(t, recv(t, end)); e.GetRevision() != 3 || e.GetStream() != "s" {
 		t.Fatalf("live event %v", e)
 	}
-	if e := recv(t, later).GetEvent(); e.GetRevision() != 0 || e.GetStream() != "later" {
+	if e := firstEvent(t, recv(t, later)); e.GetRevision() != 0 || e.GetStream() != "later" {
 		t.Fatalf("event of the new stream %v", e)
 	}
 
@@ -288,7 +312,7 @@ func TestSubscribeStreamStartsAndTombstone(t *testing.T) {
 			}
 			break
 		}
-		if m.GetEvent() != nil {
+		if len(eventsOf(m)) > 0 {
 			t.Fatalf("event after the tombstone: %v", m)
 		}
 	}
@@ -296,7 +320,7 @@ func TestSubscribeStreamStartsAndTombstone(t *testing.T) {
 	wantStatus(t, err, codes.FailedPrecondition, ReasonStreamTombstoned)
 	// $all shows the tombstone record like reads do.
 	all := subscribe(t, ts, &cairnpb.SubscribeRequest{From: 5})
-	if e := recv(t, all).GetEvent(); e.GetType() != TombstoneEventType || e.GetStream() != "s" {
+	if e := firstEvent(t, recv(t, all)); e.GetType() != TombstoneEventType || e.GetStream() != "s" {
 		t.Fatalf("tombstone in $all: %v", e)
 	}
 	if cu := recv(t, all).GetCaughtUp(); cu.GetPosition() != 6 {
@@ -325,7 +349,7 @@ func TestSubscribeValidation(t *testing.T) {
 	}
 	// "$all" is the global log, like "".
 	mustAppend(t, ts.events, "x", evt(1, "A"))
-	if e := recv(t, subscribe(t, ts, &cairnpb.SubscribeRequest{Stream: AllStreamName, FromStart: true})).GetEvent(); e.GetPosition() != 1 {
+	if e := firstEvent(t, recv(t, subscribe(t, ts, &cairnpb.SubscribeRequest{Stream: AllStreamName, FromStart: true}))); e.GetPosition() != 1 {
 		t.Fatalf("$all by name: %v", e)
 	}
 }
@@ -358,7 +382,7 @@ func TestSubscribeLinearizableOnFollower(t *testing.T) {
 		Events: []*fsmpb.Event{{Id: idBytes(t, uuidN(1)), Type: "T"}}}}}}})
 	st := subscribe(t, follower, &cairnpb.SubscribeRequest{FromStart: true})
 	m := recv(t, st)
-	if m.GetEvent().GetStream() != "f" || m.GetNodeId() != "n2" {
+	if firstEvent(t, m).GetStream() != "f" || m.GetNodeId() != "n2" {
 		t.Fatalf("first message %v", m)
 	}
 	if follower.svc.Stats().Forwarded != 1 {
@@ -410,4 +434,91 @@ func idBytes(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return id[:]
+}
+
+// TestTailCache: live reads come from the shared cache, which fills from the store in order,
+// restarts where a live reader is when it was elsewhere, refuses positions behind it, and stays
+// within its bounds.
+func TestTailCache(t *testing.T) {
+	ts := mustNewServer(t, newFakeNode(t, "n1"))
+	for i := range 10 {
+		mustAppend(t, ts.events, "c", evt(i+1, "T"))
+	}
+	store := ts.node.Store()
+	var c tailCache
+	recs, ok, err := c.read(store, 3, 10, 4)
+	if err != nil || !ok || len(recs) != 4 || recs[0].rec.Position != 3 || recs[3].pb.GetPosition() != 6 {
+		t.Fatalf("first read: %v %v %d", err, ok, len(recs))
+	}
+	if first, next := c.bounds(); first != 3 || next != 11 {
+		t.Fatalf("cache holds [%d, %d), want [3, 11)", first, next)
+	}
+	// Bounded by upTo, served without a store read.
+	if recs, ok, _ := c.read(store, 9, 9, 100); !ok || len(recs) != 1 || recs[0].rec.Position != 9 || c.fills.Load() != 1 {
+		t.Fatalf("cached read: %v %d, %d fills", ok, len(recs), c.fills.Load())
+	}
+	if _, ok, _ := c.read(store, 2, 10, 4); ok {
+		t.Fatal("a position behind the cache was served from it")
+	}
+	for i := range 5 {
+		mustAppend(t, ts.events, "c", evt(100+i, "T"))
+	}
+	if recs, ok, _ := c.read(store, 11, 15, 100); !ok || len(recs) != 5 || recs[4].rec.Position != 15 {
+		t.Fatalf("extension: %v %d", ok, len(recs))
+	}
+	// A live reader far ahead of the cache restarts it.
+	for i := range 5 {
+		mustAppend(t, ts.events, "c", evt(200+i, "T"))
+	}
+	if recs, ok, _ := c.read(store, 18, 20, 100); !ok || len(recs) != 3 || recs[0].rec.Position != 18 || c.resets.Load() != 1 {
+		t.Fatalf("restart: %v %d, %d resets", ok, len(recs), c.resets.Load())
+	}
+	// Bounds: never more than twice the record bound after a fill.
+	c.mu.Lock()
+	for range 2*tailCacheRecords + 1 {
+		c.recs = append(c.recs, c.recs[0])
+	}
+	c.mu.Unlock()
+	first, next := c.bounds()
+	_, _, _ = c.read(store, next, next, 1) // the fake records are not real positions; only the trim matters
+	if f, n := c.bounds(); n-f > tailCacheRecords+1 || f <= first {
+		t.Fatalf("after trim the cache holds [%d, %d)", f, n)
+	}
+}
+
+// TestSubscribeFellBehind: a live subscriber that finds a large backlog is told fell_behind,
+// keeps receiving every event in order from the store, and gets a caught_up again at the end.
+func TestSubscribeFellBehind(t *testing.T) {
+	ts := mustNewServer(t, newFakeNode(t, "n1"), func(c *Config) { c.Subscribe.FellBehindRecords = 5 })
+	st := subscribe(t, ts, &cairnpb.SubscribeRequest{FromStart: true})
+	if recv(t, st).GetCaughtUp() == nil {
+		t.Fatal("want caught_up")
+	}
+	evs := make([]*cairnpb.EventData, 300)
+	for i := range evs {
+		evs[i] = evt(i+1, "T")
+	}
+	mustAppend(t, ts.events, "burst", evs...)
+	got, msgs := recvUntil(t, st, 300)
+	if len(got) != 300 {
+		t.Fatalf("got %d events", len(got))
+	}
+	var kinds []string
+	for _, m := range msgs {
+		switch {
+		case m.GetFellBehind() != nil:
+			kinds = append(kinds, "fell_behind")
+		case m.GetCaughtUp() != nil:
+			kinds = append(kinds, "caught_up")
+		}
+	}
+	if len(kinds) == 0 || kinds[0] != "fell_behind" {
+		t.Fatalf("markers %v, want fell_behind first", kinds)
+	}
+	if m := recv(t, st); m.GetCaughtUp().GetPosition() != 300 {
+		t.Fatalf("after the backlog: %v, want caught_up at 300", m)
+	}
+	if s := ts.svc.SubscriptionStats(); s.FellBehind != 1 || s.CaughtUp != 2 || s.TailFills == 0 {
+		t.Fatalf("stats %+v", s)
+	}
 }

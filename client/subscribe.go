@@ -147,6 +147,7 @@ type Subscription struct {
 	avoid    string
 	failures int // consecutive attempts that ended before any message
 	err      error
+	pending  []SubscriptionMessage // the rest of a received batch of events
 
 	mu      sync.Mutex
 	resumes int
@@ -226,6 +227,11 @@ func (s *Subscription) Next() (SubscriptionMessage, error) {
 		if s.err != nil {
 			return SubscriptionMessage{}, s.err
 		}
+		if len(s.pending) > 0 {
+			m := s.pending[0]
+			s.pending = s.pending[1:]
+			return m, nil
+		}
 		if s.stream == nil {
 			if err := s.connect(); err != nil {
 				s.finish(err)
@@ -238,9 +244,7 @@ func (s *Subscription) Next() (SubscriptionMessage, error) {
 			continue
 		}
 		s.failures = 0
-		if msg, ok := s.accept(m); ok {
-			return msg, nil
-		}
+		s.accept(m)
 	}
 }
 
@@ -424,31 +428,20 @@ func (s *Subscription) resumable(err error, addr string) bool {
 	return s.c.classify(err, addr, false).retry
 }
 
-// accept turns a server message into what the caller sees, updating the resume point; it drops
-// heartbeats and anything at or before the resume point (a duplicate after a resume).
-func (s *Subscription) accept(m *cairnpb.SubscribeResponse) (SubscriptionMessage, bool) {
+// accept turns a server message into what the caller sees (queued in pending), updating the
+// resume point; it drops heartbeats and anything at or before the resume point (a duplicate
+// after a resume).
+func (s *Subscription) accept(m *cairnpb.SubscribeResponse) {
 	s.applied, s.fenced = max(s.applied, m.GetAppliedIndex()), true
 	s.c.ObserveLogIndex(m.GetAppliedIndex())
 	out := SubscriptionMessage{NodeID: m.GetNodeId(), AppliedIndex: m.GetAppliedIndex()}
 	switch k := m.GetKind().(type) {
 	case *cairnpb.SubscribeResponse_Event:
-		e := k.Event
-		if s.all {
-			if s.started && e.GetPosition() <= s.pos {
-				return out, false
-			}
-			s.pos = e.GetPosition()
-		} else {
-			if s.hasRev && e.GetRevision() <= s.rev {
-				return out, false
-			}
-			s.rev, s.hasRev = e.GetRevision(), true
-			s.pos = max(s.pos, e.GetPosition())
-		}
-		s.started = true
-		ev := eventsFromPB([]*cairnpb.RecordedEvent{e})[0]
-		out.Kind, out.Event, out.Position = MessageEvent, &ev, e.GetPosition()
-		out.Revision, out.HasRevision = e.GetRevision(), true
+		s.acceptEvents(out, []*cairnpb.RecordedEvent{k.Event})
+		return
+	case *cairnpb.SubscribeResponse_Events:
+		s.acceptEvents(out, k.Events.GetEvents())
+		return
 	case *cairnpb.SubscribeResponse_CaughtUp_:
 		cu := k.CaughtUp
 		out.Kind, out.Position = MessageCaughtUp, cu.GetPosition()
@@ -463,7 +456,7 @@ func (s *Subscription) accept(m *cairnpb.SubscribeResponse) (SubscriptionMessage
 	case *cairnpb.SubscribeResponse_Checkpoint_:
 		p := k.Checkpoint.GetPosition()
 		if p <= s.pos {
-			return out, false
+			return
 		}
 		s.pos = p
 		s.started = s.started || s.all // for a stream, only an event or caught_up fixes the start
@@ -472,7 +465,31 @@ func (s *Subscription) accept(m *cairnpb.SubscribeResponse) (SubscriptionMessage
 		out.Kind, out.Position = MessageFellBehind, k.FellBehind.GetPosition()
 		s.pos = max(s.pos, out.Position)
 	default: // heartbeats, and kinds a newer server may add
-		return out, false
+		return
 	}
-	return out, true
+	s.pending = append(s.pending, out)
+}
+
+// acceptEvents queues the events of one message that are past the resume point.
+func (s *Subscription) acceptEvents(base SubscriptionMessage, evs []*cairnpb.RecordedEvent) {
+	for i, ev := range eventsFromPB(evs) {
+		e := evs[i]
+		if s.all {
+			if s.started && e.GetPosition() <= s.pos {
+				continue
+			}
+			s.pos = e.GetPosition()
+		} else {
+			if s.hasRev && e.GetRevision() <= s.rev {
+				continue
+			}
+			s.rev, s.hasRev = e.GetRevision(), true
+			s.pos = max(s.pos, e.GetPosition())
+		}
+		s.started = true
+		out := base
+		out.Kind, out.Event, out.Position = MessageEvent, &ev, e.GetPosition()
+		out.Revision, out.HasRevision = e.GetRevision(), true
+		s.pending = append(s.pending, out)
+	}
 }

@@ -1652,6 +1652,8 @@ func (x *SubscribeRequest) GetHeartbeatInterval() *durationpb.Duration {
 // SubscribeResponse is one message of a subscription.
 type SubscribeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// Events come as event (one) or events (several); either way in position order, each once.
+	//
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*SubscribeResponse_Event
@@ -1659,6 +1661,7 @@ type SubscribeResponse struct {
 	//	*SubscribeResponse_Checkpoint_
 	//	*SubscribeResponse_Heartbeat_
 	//	*SubscribeResponse_FellBehind_
+	//	*SubscribeResponse_Events
 	Kind isSubscribeResponse_Kind `protobuf_oneof:"kind"`
 	// The serving node's applied raft index when the message was sent; at least the log index of
 	// every event sent so far.
@@ -1751,6 +1754,15 @@ func (x *SubscribeResponse) GetFellBehind() *SubscribeResponse_FellBehind {
 	return nil
 }
 
+func (x *SubscribeResponse) GetEvents() *SubscribeResponse_EventBatch {
+	if x != nil {
+		if x, ok := x.Kind.(*SubscribeResponse_Events); ok {
+			return x.Events
+		}
+	}
+	return nil
+}
+
 func (x *SubscribeResponse) GetAppliedIndex() uint64 {
 	if x != nil {
 		return x.AppliedIndex
@@ -1789,6 +1801,10 @@ type SubscribeResponse_FellBehind_ struct {
 	FellBehind *SubscribeResponse_FellBehind `protobuf:"bytes,5,opt,name=fell_behind,json=fellBehind,proto3,oneof"`
 }
 
+type SubscribeResponse_Events struct {
+	Events *SubscribeResponse_EventBatch `protobuf:"bytes,6,opt,name=events,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Event) isSubscribeResponse_Kind() {}
 
 func (*SubscribeResponse_CaughtUp_) isSubscribeResponse_Kind() {}
@@ -1798,6 +1814,8 @@ func (*SubscribeResponse_Checkpoint_) isSubscribeResponse_Kind() {}
 func (*SubscribeResponse_Heartbeat_) isSubscribeResponse_Kind() {}
 
 func (*SubscribeResponse_FellBehind_) isSubscribeResponse_Kind() {}
+
+func (*SubscribeResponse_Events) isSubscribeResponse_Kind() {}
 
 // CaughtUp marks the hand-over from history to live delivery: every matching event up to
 // position (and, for a stream, revision) was delivered before it. Sent once after the
@@ -1999,6 +2017,53 @@ func (x *SubscribeResponse_FellBehind) GetLastPosition() uint64 {
 	return 0
 }
 
+// EventBatch is several consecutive events in one message: the server packs the events of
+// one read (at most 32, at most 1 MiB) to save per-message costs at high rates. They are
+// exactly what as many event messages in a row would carry.
+type SubscribeResponse_EventBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*RecordedEvent       `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeResponse_EventBatch) Reset() {
+	*x = SubscribeResponse_EventBatch{}
+	mi := &file_cairn_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeResponse_EventBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeResponse_EventBatch) ProtoMessage() {}
+
+func (x *SubscribeResponse_EventBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeResponse_EventBatch.ProtoReflect.Descriptor instead.
+func (*SubscribeResponse_EventBatch) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{19, 4}
+}
+
+func (x *SubscribeResponse_EventBatch) GetEvents() []*RecordedEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 var File_cairn_v1_events_proto protoreflect.FileDescriptor
 
 const file_cairn_v1_events_proto_rawDesc = "" +
@@ -2130,7 +2195,7 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\x06filter\x18\x05 \x01(\v2\x10.cairn.v1.FilterR\x06filter\x12/\n" +
 	"\aoptions\x18\x06 \x01(\v2\x15.cairn.v1.ReadOptionsR\aoptions\x12J\n" +
 	"\x13checkpoint_interval\x18\a \x01(\v2\x19.google.protobuf.DurationR\x12checkpointInterval\x12H\n" +
-	"\x12heartbeat_interval\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\x87\x05\n" +
+	"\x12heartbeat_interval\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\x88\x06\n" +
 	"\x11SubscribeResponse\x12/\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.cairn.v1.RecordedEventH\x00R\x05event\x12C\n" +
 	"\tcaught_up\x18\x02 \x01(\v2$.cairn.v1.SubscribeResponse.CaughtUpH\x00R\bcaughtUp\x12H\n" +
@@ -2139,7 +2204,8 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"checkpoint\x12E\n" +
 	"\theartbeat\x18\x04 \x01(\v2%.cairn.v1.SubscribeResponse.HeartbeatH\x00R\theartbeat\x12I\n" +
 	"\vfell_behind\x18\x05 \x01(\v2&.cairn.v1.SubscribeResponse.FellBehindH\x00R\n" +
-	"fellBehind\x12#\n" +
+	"fellBehind\x12@\n" +
+	"\x06events\x18\x06 \x01(\v2&.cairn.v1.SubscribeResponse.EventBatchH\x00R\x06events\x12#\n" +
 	"\rapplied_index\x18\n" +
 	" \x01(\x04R\fappliedIndex\x12\x17\n" +
 	"\anode_id\x18\v \x01(\tR\x06nodeId\x1aT\n" +
@@ -2154,7 +2220,10 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"FellBehind\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\x04R\bposition\x12#\n" +
-	"\rlast_position\x18\x02 \x01(\x04R\flastPositionB\x06\n" +
+	"\rlast_position\x18\x02 \x01(\x04R\flastPosition\x1a=\n" +
+	"\n" +
+	"EventBatch\x12/\n" +
+	"\x06events\x18\x01 \x03(\v2\x17.cairn.v1.RecordedEventR\x06eventsB\x06\n" +
 	"\x04kind*U\n" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -2186,7 +2255,7 @@ func file_cairn_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cairn_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_cairn_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_cairn_v1_events_proto_goTypes = []any{
 	(Direction)(0),                       // 0: cairn.v1.Direction
 	(Consistency)(0),                     // 1: cairn.v1.Consistency
@@ -2215,23 +2284,24 @@ var file_cairn_v1_events_proto_goTypes = []any{
 	(*SubscribeResponse_Checkpoint)(nil), // 24: cairn.v1.SubscribeResponse.Checkpoint
 	(*SubscribeResponse_Heartbeat)(nil),  // 25: cairn.v1.SubscribeResponse.Heartbeat
 	(*SubscribeResponse_FellBehind)(nil), // 26: cairn.v1.SubscribeResponse.FellBehind
-	(*timestamppb.Timestamp)(nil),        // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),          // 28: google.protobuf.Duration
+	(*SubscribeResponse_EventBatch)(nil), // 27: cairn.v1.SubscribeResponse.EventBatch
+	(*timestamppb.Timestamp)(nil),        // 28: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 29: google.protobuf.Duration
 }
 var file_cairn_v1_events_proto_depIdxs = []int32{
 	2,  // 0: cairn.v1.ExpectedRevision.kind:type_name -> cairn.v1.ExpectedRevision.Kind
 	3,  // 1: cairn.v1.AppendRequest.expected:type_name -> cairn.v1.ExpectedRevision
 	4,  // 2: cairn.v1.AppendRequest.events:type_name -> cairn.v1.EventData
-	27, // 3: cairn.v1.AppendResponse.commit_time:type_name -> google.protobuf.Timestamp
+	28, // 3: cairn.v1.AppendResponse.commit_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: cairn.v1.StreamAppend.expected:type_name -> cairn.v1.ExpectedRevision
 	4,  // 5: cairn.v1.StreamAppend.events:type_name -> cairn.v1.EventData
 	7,  // 6: cairn.v1.AppendMultiRequest.appends:type_name -> cairn.v1.StreamAppend
 	9,  // 7: cairn.v1.AppendMultiResponse.results:type_name -> cairn.v1.StreamAppendResult
-	27, // 8: cairn.v1.AppendMultiResponse.commit_time:type_name -> google.protobuf.Timestamp
+	28, // 8: cairn.v1.AppendMultiResponse.commit_time:type_name -> google.protobuf.Timestamp
 	1,  // 9: cairn.v1.ReadOptions.consistency:type_name -> cairn.v1.Consistency
-	28, // 10: cairn.v1.ReadOptions.max_staleness:type_name -> google.protobuf.Duration
-	28, // 11: cairn.v1.ServedBy.last_contact:type_name -> google.protobuf.Duration
-	27, // 12: cairn.v1.RecordedEvent.commit_time:type_name -> google.protobuf.Timestamp
+	29, // 10: cairn.v1.ReadOptions.max_staleness:type_name -> google.protobuf.Duration
+	29, // 11: cairn.v1.ServedBy.last_contact:type_name -> google.protobuf.Duration
+	28, // 12: cairn.v1.RecordedEvent.commit_time:type_name -> google.protobuf.Timestamp
 	0,  // 13: cairn.v1.ReadRequest.direction:type_name -> cairn.v1.Direction
 	11, // 14: cairn.v1.ReadRequest.options:type_name -> cairn.v1.ReadOptions
 	13, // 15: cairn.v1.ReadResponse.events:type_name -> cairn.v1.RecordedEvent
@@ -2242,33 +2312,35 @@ var file_cairn_v1_events_proto_depIdxs = []int32{
 	13, // 20: cairn.v1.ReadAllResponse.events:type_name -> cairn.v1.RecordedEvent
 	12, // 21: cairn.v1.ReadAllResponse.served_by:type_name -> cairn.v1.ServedBy
 	3,  // 22: cairn.v1.TombstoneRequest.expected:type_name -> cairn.v1.ExpectedRevision
-	27, // 23: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
+	28, // 23: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
 	16, // 24: cairn.v1.SubscribeRequest.filter:type_name -> cairn.v1.Filter
 	11, // 25: cairn.v1.SubscribeRequest.options:type_name -> cairn.v1.ReadOptions
-	28, // 26: cairn.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
-	28, // 27: cairn.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	29, // 26: cairn.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
+	29, // 27: cairn.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
 	13, // 28: cairn.v1.SubscribeResponse.event:type_name -> cairn.v1.RecordedEvent
 	23, // 29: cairn.v1.SubscribeResponse.caught_up:type_name -> cairn.v1.SubscribeResponse.CaughtUp
 	24, // 30: cairn.v1.SubscribeResponse.checkpoint:type_name -> cairn.v1.SubscribeResponse.Checkpoint
 	25, // 31: cairn.v1.SubscribeResponse.heartbeat:type_name -> cairn.v1.SubscribeResponse.Heartbeat
 	26, // 32: cairn.v1.SubscribeResponse.fell_behind:type_name -> cairn.v1.SubscribeResponse.FellBehind
-	5,  // 33: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
-	8,  // 34: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
-	14, // 35: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
-	17, // 36: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
-	19, // 37: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
-	21, // 38: cairn.v1.Events.Subscribe:input_type -> cairn.v1.SubscribeRequest
-	6,  // 39: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
-	10, // 40: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
-	15, // 41: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
-	18, // 42: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
-	20, // 43: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
-	22, // 44: cairn.v1.Events.Subscribe:output_type -> cairn.v1.SubscribeResponse
-	39, // [39:45] is the sub-list for method output_type
-	33, // [33:39] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	27, // 33: cairn.v1.SubscribeResponse.events:type_name -> cairn.v1.SubscribeResponse.EventBatch
+	13, // 34: cairn.v1.SubscribeResponse.EventBatch.events:type_name -> cairn.v1.RecordedEvent
+	5,  // 35: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
+	8,  // 36: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
+	14, // 37: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
+	17, // 38: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
+	19, // 39: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
+	21, // 40: cairn.v1.Events.Subscribe:input_type -> cairn.v1.SubscribeRequest
+	6,  // 41: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
+	10, // 42: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
+	15, // 43: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
+	18, // 44: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
+	20, // 45: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
+	22, // 46: cairn.v1.Events.Subscribe:output_type -> cairn.v1.SubscribeResponse
+	41, // [41:47] is the sub-list for method output_type
+	35, // [35:41] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_events_proto_init() }
@@ -2282,6 +2354,7 @@ func file_cairn_v1_events_proto_init() {
 		(*SubscribeResponse_Checkpoint_)(nil),
 		(*SubscribeResponse_Heartbeat_)(nil),
 		(*SubscribeResponse_FellBehind_)(nil),
+		(*SubscribeResponse_Events)(nil),
 	}
 	file_cairn_v1_events_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
@@ -2290,7 +2363,7 @@ func file_cairn_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_events_proto_rawDesc), len(file_cairn_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

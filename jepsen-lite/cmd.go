@@ -66,7 +66,10 @@ func (f *runFlags) apply(fs *pflag.FlagSet, cfg *runner.Config) {
 	if set("seed") {
 		cfg.Seed = f.seed
 	}
-	cfg.Driver, cfg.Store, cfg.ComposeFile, cfg.ComposeProject, cfg.KeepData = f.driver, f.store, f.composeFile, f.composeProject, f.keepData
+	if set("driver") || cfg.Driver == "" {
+		cfg.Driver = f.driver
+	}
+	cfg.Store, cfg.ComposeFile, cfg.ComposeProject, cfg.KeepData = f.store, f.composeFile, f.composeProject, f.keepData
 	if set("duration") {
 		cfg.Duration = f.duration
 	}

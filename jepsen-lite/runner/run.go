@@ -217,7 +217,11 @@ func newDriver(cfg Config, dir string) (driver.Driver, error) {
 		}
 		return driver.NewLocal(driver.LocalOptions{Binary: cfg.Binary, Dir: dir, Nodes: cfg.Nodes, ExtraArgs: args, Env: env, Seed: cfg.Seed})
 	case "compose":
-		return driver.NewCompose(driver.ComposeOptions{File: cfg.ComposeFile, Project: cfg.ComposeProject, Dir: dir})
+		c, err := driver.NewCompose(driver.ComposeOptions{File: cfg.ComposeFile, Project: cfg.ComposeProject, Dir: dir})
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 	return nil, fmt.Errorf("runner: unknown driver %q", cfg.Driver)
 }

@@ -54,6 +54,11 @@ var scenarios = []Scenario{
 	{Name: "five-nodes", Description: "5 nodes, follower reads, halves, kills of a majority, pauses",
 		Config: Config{Duration: 3 * time.Minute, Nodes: 5, Workload: wl("follower", 100, 10), Faults: []string{"halves", "kill-majority", "pause-leader", "isolate-leader", "lossy-links"}}},
 
+	// The compose driver: faults docker can inject (no per-link faults).
+	{Name: "compose-mixed", Description: "hot streams on the docker-compose cluster: kill -9, pause and isolation (docker network disconnect) of the leader or a node",
+		Config: Config{Driver: "compose", Duration: 60 * time.Second, Workload: wl("streams", 60, 8),
+			Faults: []string{"kill-leader", "kill-one", "pause-leader", "isolate-leader", "isolate-one"}, FaultMin: 5 * time.Second, FaultMax: 10 * time.Second}},
+
 	// Canaries: each must be caught on a jepsenbugs build, and pass on the real one.
 	{Name: "canary-stale-leader-read", Bug: "stale-leader-read", Catches: []string{"linearizable", "version-order"},
 		Description: "leader frozen (SIGSTOP) while the others elect and commit; reads queued at it are served on thaw",
@@ -83,6 +88,7 @@ var scenarios = []Scenario{
 var Sets = map[string][]string{
 	"smoke":   {"streams-partitions", "streams-crashes", "global-crashes", "follower-slow"},
 	"nightly": {"streams-all-faults", "global-all-faults", "snapshot-pressure", "membership", "five-nodes"},
+	"compose": {"compose-mixed"},
 	"canary": {"canary-stale-leader-read", "canary-ack-before-commit", "canary-version-check-on-leader",
 		"canary-duplicate-on-retry", "canary-leadership-lost-as-failure", "canary-follower-ignores-min-log-index"},
 }

@@ -1,3 +1,5 @@
+//go:build unix
+
 package client_test
 
 import (
@@ -6,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,17 +18,22 @@ import (
 
 // BenchmarkSubscribers measures subscriptions under load on an in-process three-node cluster
 // (real raft, gRPC on loopback): appends from 16 writers for a fixed window without
-// subscribers, then the same with 100 subscribers to $all on one follower. It reports the
-// append rate of both windows and its loss, the events delivered per second over all
-// subscribers, and the delivery latency (commit timestamp on the leader to receipt by the
+// subscribers, then the same with N subscribers to $all on one follower (N = 10 and 100). It
+// reports the append rate of both windows and its loss, the events delivered per second over
+// all subscribers, and the delivery latency (commit timestamp on the leader to receipt by the
 // subscriber, so it includes replication to the follower). Run it once:
 //
 //	go test -run '^$' -bench BenchmarkSubscribers -benchtime 1x ./client/
 func BenchmarkSubscribers(b *testing.B) {
+	for _, n := range []int{10, 100} {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) { benchSubscribers(b, n) })
+	}
+}
+
+func benchSubscribers(b *testing.B, subscribers int) {
 	const (
-		writers     = 16
-		subscribers = 100
-		window      = 5 * time.Second
+		writers = 16
+		window  = 5 * time.Second
 	)
 	for range b.N {
 		tc := testcluster.New(b, 3)
@@ -69,9 +77,11 @@ func BenchmarkSubscribers(b *testing.B) {
 			return n.Load(), last.Load()
 		}
 		appendFor(time.Second) // warm up
+		cpu0 := cpuTime(b)
 		base, _ := appendFor(window)
+		cpuBase := cpuTime(b) - cpu0
 
-		// 100 subscribers on the follower, over 4 client connections.
+		// The subscribers on the follower, over 4 client connections.
 		type subStats struct {
 			events atomic.Int64
 			last   atomic.Uint64
@@ -124,6 +134,7 @@ func BenchmarkSubscribers(b *testing.B) {
 			<-caughtUp
 		}
 		start := time.Now()
+		cpu1 := cpuTime(b)
 		with, last := appendFor(window)
 		// Wait (bounded) until every subscriber has the last event, then stop them.
 		deadline := time.Now().Add(30 * time.Second)
@@ -133,6 +144,7 @@ func BenchmarkSubscribers(b *testing.B) {
 			}
 		}
 		elapsed := time.Since(start)
+		cpuWith := cpuTime(b) - cpu1
 		scancel()
 		swg.Wait()
 		var delivered int64
@@ -161,6 +173,12 @@ func BenchmarkSubscribers(b *testing.B) {
 		b.ReportMetric(float64(pct(0.50).Microseconds())/1000, "ms-p50")
 		b.ReportMetric(float64(pct(0.99).Microseconds())/1000, "ms-p99")
 		b.ReportMetric(float64(behind), "subs-behind")
+		// CPU of the whole process (three nodes, writers, subscribers): per append alone, and
+		// per delivered event once the appends' own share is taken out.
+		perAppend := float64(cpuBase.Microseconds()) / float64(max(base, 1))
+		b.ReportMetric(perAppend, "cpu-us/append")
+		b.ReportMetric((float64(cpuWith.Microseconds())-perAppend*float64(with))/float64(max(delivered, 1)), "cpu-us/delivery")
+		b.ReportMetric(cpuWith.Seconds()/elapsed.Seconds(), "cores-used-with-subs")
 		for _, c := range clients {
 			_ = c.Close()
 		}
@@ -168,6 +186,15 @@ func BenchmarkSubscribers(b *testing.B) {
 		cancel()
 		stopAll(tc)
 	}
+}
+
+// cpuTime returns the user+system CPU time this process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // stopAll kills every node now, so that consecutive benchmark iterations do not overlap.

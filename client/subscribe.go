@@ -145,7 +145,8 @@ type Subscription struct {
 	stalled  *atomic.Bool       // set by the watchdog
 	addr     string
 	avoid    string
-	failures int // consecutive attempts that ended before any message
+	failed   map[string]bool // nodes whose attempt failed since the last message
+	failures int             // consecutive attempts that ended before any message
 	err      error
 	pending  []SubscriptionMessage // the rest of a received batch of events
 
@@ -244,6 +245,7 @@ func (s *Subscription) Next() (SubscriptionMessage, error) {
 			continue
 		}
 		s.failures = 0
+		clear(s.failed)
 		s.accept(m)
 	}
 }
@@ -340,11 +342,18 @@ func (s *Subscription) lastError() error {
 }
 
 // pickAddr chooses the node for the next attempt: the preferred Address, else the client's
-// stale-read node, else the addresses in turn, skipping the node the last stream broke at.
+// stale-read node, else the addresses in turn, skipping the nodes that failed since the last
+// message (all of them are tried again once every one has failed).
 func (s *Subscription) pickAddr() string {
-	if a := s.opts.Address; a != "" && a != s.avoid {
+	if a := s.opts.Address; a != "" && !s.failed[a] {
 		return a
 	}
+	for range len(s.c.addrs) + 1 {
+		if a := s.c.pick(routeStale, "", s.avoid); !s.failed[a] {
+			return a
+		}
+	}
+	clear(s.failed)
 	return s.c.pick(routeStale, "", s.avoid)
 }
 
@@ -407,6 +416,10 @@ func (s *Subscription) broken(err error) {
 	}
 	s.failures++
 	s.avoid = addr
+	if s.failed == nil {
+		s.failed = make(map[string]bool)
+	}
+	s.failed[addr] = true
 	s.mu.Lock()
 	s.resumes++
 	s.lastErr = err

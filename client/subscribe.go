@@ -63,8 +63,9 @@ type SubscribeOptions struct {
 	// Address, when set, is the node tried first, and again on every resume unless the stream
 	// broke there. Otherwise the client's WithStaleReadAddress node, then its addresses in turn.
 	Address string
-	// MaxRetries bounds consecutive failed attempts (attempts that ended before any message);
-	// 0 means no bound: the subscription resumes until its context ends or Close is called.
+	// MaxRetries bounds the resumes in a row that end before any message arrives: after that
+	// many, the next failure ends the subscription with its error. 0 means no bound: the
+	// subscription resumes until its context ends or Close is called.
 	MaxRetries int
 }
 
@@ -319,6 +320,7 @@ func (s *Subscription) connect() error {
 	st, err := cairnpb.NewEventsClient(conn).Subscribe(actx, s.request())
 	if err != nil {
 		cancel()
+		s.addr = addr
 		s.broken(decodeError(err, addr))
 		return nil
 	}

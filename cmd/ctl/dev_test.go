@@ -167,7 +167,9 @@ func TestDevRunsAClusterAndStopsIt(t *testing.T) {
 		}
 	}
 	if strings.Contains(stderr.String(), "exited unexpectedly") || strings.Contains(stderr.String(), "killing") {
-		t.Fatalf("nodes did not stop cleanly:\n%s", stderr.String())
+		lines := strings.Split(out, "\n")
+		t.Fatalf("nodes did not stop cleanly:\n%s\nlast node output:\n%s", stderr.String(),
+			strings.Join(lines[max(0, len(lines)-80):], "\n"))
 	}
 	for i := 1; i <= devNodes; i++ {
 		if _, err := os.Stat(filepath.Join(data, fmt.Sprintf("node%d", i))); err != nil {

@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -249,9 +250,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 // shutdown stops serving new requests, lets in-flight ones finish, transfers leadership and
-// closes the node, within timeout; a second signal is not needed — past the timeout, connections
-// are cut.
+// closes the node, all within timeout: past half of it, connections are cut; past all of it, the
+// process gives up on a clean close (the data on disk is crash-safe by design) and says so, so a
+// supervisor's stop never hangs on us.
 func shutdown(log *slog.Logger, timeout time.Duration, svc *api.Service, srv *grpc.Server, node *cluster.Node) error {
+	deadline := time.Now().Add(timeout)
 	svc.SetServing(false)
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
@@ -261,7 +264,16 @@ func shutdown(log *slog.Logger, timeout time.Duration, svc *api.Service, srv *gr
 		log.Warn("in-flight requests did not finish in time; closing connections")
 		srv.Stop()
 	}
-	err := errors.Join(node.Close(), svc.Close())
+	closed := make(chan error, 1)
+	go func() { closed <- errors.Join(node.Close(), svc.Close()) }()
+	var err error
+	select {
+	case err = <-closed:
+	case <-time.After(time.Until(deadline)):
+		err = fmt.Errorf("node did not close within the %v shutdown timeout; exiting anyway (data on disk is crash-safe)", timeout)
+		buf := make([]byte, 1<<20)
+		log.Error("shutdown timed out", "error", err, "goroutines", string(buf[:runtime.Stack(buf, true)]))
+	}
 	if err != nil {
 		log.Error("shutdown finished with errors", "error", err)
 	} else {

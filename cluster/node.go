@@ -166,7 +166,12 @@ func (n *Node) startRaft(snaps *raft.FileSnapshotStore, hl hclog.Logger) error {
 	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
 	rc.CommitTimeout = n.cfg.CommitTimeout
 	rc.MaxAppendEntries = n.cfg.MaxAppendEntries
-	rc.BatchApplyCh = true
+	// BatchApplyCh stays off, against raft-lessons §2.1: with it, raft buffers Apply calls in
+	// a channel that it never drains on shutdown, so futures still in the buffer never resolve
+	// and our resolve loop (and Close) would hang; found by a client test killing a leader under
+	// load. Throughput does not need it: our batcher packs queued requests into each entry while
+	// raft.Apply blocks, and raft's leader loop still group-commits whatever is waiting.
+	rc.BatchApplyCh = false
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
 	rc.SnapshotInterval = n.cfg.SnapshotInterval
 	rc.TrailingLogs = n.cfg.SnapshotThreshold * 5 / 4

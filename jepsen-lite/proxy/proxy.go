@@ -294,7 +294,9 @@ func (p *Proxy) serve(client net.Conn) {
 	}
 	c := &conn{src: src, dst: dst, client: client, server: server, done: make(chan struct{})}
 	n.mu.Lock()
-	if n.closed {
+	// Re-check under the lock that registers the connection: a Reject set since the first check
+	// would otherwise miss it.
+	if n.closed || n.getLocked(src, dst).Reject || n.getLocked(dst, src).Reject {
 		n.mu.Unlock()
 		c.reset()
 		return

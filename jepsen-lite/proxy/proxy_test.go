@@ -92,6 +92,9 @@ func TestPassDelayBlackholeHeal(t *testing.T) {
 
 func TestReject(t *testing.T) {
 	n, c, r := setup(t)
+	if _, err := roundTrip(t, c, r, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	n.Set("a", "b", Fault{Reject: true})
 	if _, err := roundTrip(t, c, r, time.Second); err == nil {
 		t.Fatal("connection survived a reject")

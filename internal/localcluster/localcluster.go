@@ -287,6 +287,15 @@ func (n *Node) Events() cairnpb.EventsClient {
 	return cairnpb.NewEventsClient(cc)
 }
 
+// Cluster returns a Cluster (admin) client for the node.
+func (n *Node) Cluster() cairnpb.ClusterClient {
+	cc, err := n.Conn()
+	if err != nil {
+		panic(err) // NewClient only fails on malformed targets, which we build ourselves
+	}
+	return cairnpb.NewClusterClient(cc)
+}
+
 // Status asks the node for its status.
 func (n *Node) Status(ctx context.Context) (*cairnpb.StatusResponse, error) {
 	cc, err := n.Conn()

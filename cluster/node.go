@@ -128,7 +128,7 @@ func Open(cfg Config) (*Node, error) {
 }
 
 // openRaftStores opens raft's log and stable store, its snapshot store and its transport.
-func (n *Node) openRaftStores() (*raft.FileSnapshotStore, hclog.Logger, error) {
+func (n *Node) openRaftStores() (raft.SnapshotStore, hclog.Logger, error) {
 	dir := filepath.Join(n.cfg.DataDir, "raft")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("cluster: create raft dir: %w", err)
@@ -138,7 +138,9 @@ func (n *Node) openRaftStores() (*raft.FileSnapshotStore, hclog.Logger, error) {
 	if n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")}); err != nil {
 		return nil, nil, fmt.Errorf("cluster: open raft log store: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
+	// The state machine's own store: a snapshot is a manifest plus hard links to segment files,
+	// so taking one does not copy the data (DESIGN §8); full bytes stream only to a follower.
+	snaps, err := fsm.NewSnapshotStore(filepath.Join(dir, "snapshots"), 2, n.log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
@@ -153,7 +155,7 @@ func (n *Node) openRaftStores() (*raft.FileSnapshotStore, hclog.Logger, error) {
 }
 
 // startRaft configures and starts raft over the opened stores.
-func (n *Node) startRaft(snaps *raft.FileSnapshotStore, hl hclog.Logger) error {
+func (n *Node) startRaft(snaps raft.SnapshotStore, hl hclog.Logger) error {
 	cache, err := raft.NewLogCache(512, n.store)
 	if err != nil {
 		return fmt.Errorf("cluster: log cache: %w", err)

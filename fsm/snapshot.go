@@ -59,7 +59,12 @@ type fsmSnapshot struct {
 // because the raft log holds the entries (DESIGN §8).
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	start := time.Now()
-	err := s.persist(sink)
+	var err error
+	if ls, ok := sink.(linkSink); ok {
+		err = s.persistManifest(sink, ls.Dir())
+	} else {
+		err = s.persist(sink)
+	}
 	if s.f.cfg.OnSnapshot != nil {
 		s.f.cfg.OnSnapshot(snapshotLen(s.first, s.last), time.Since(start), err)
 	}
@@ -197,11 +202,16 @@ func (f *FSM) buildFromSnapshot(rc io.Reader, dir string) (*segment.Log, *index,
 	if string(hdr[:8]) != snapshotMagic {
 		return nil, nil, 0, fmt.Errorf("fsm restore: %w: not a Cairn snapshot", ErrInvalidCommand)
 	}
-	if v := binary.LittleEndian.Uint32(hdr[8:]); v != snapshotVersion {
-		return nil, nil, 0, fmt.Errorf("fsm restore: snapshot format version %d, this node reads %d", v, snapshotVersion)
-	}
 	applied := binary.LittleEndian.Uint64(hdr[12:])
 	first, last := binary.LittleEndian.Uint64(hdr[20:]), binary.LittleEndian.Uint64(hdr[28:])
+	switch v := binary.LittleEndian.Uint32(hdr[8:]); v {
+	case snapshotVersion:
+	case snapshotFilesVersion:
+		return f.buildFromFiles(br, crc, dir, applied, first, last)
+	default:
+		return nil, nil, 0, fmt.Errorf("fsm restore: snapshot format version %d, this node reads %d and %d",
+			v, snapshotVersion, snapshotFilesVersion)
+	}
 
 	seg, err := segment.Open(dir, f.cfg.Segment)
 	if err != nil {

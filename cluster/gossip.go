@@ -49,14 +49,18 @@ func newMemberTable() *memberTable {
 	return &memberTable{members: map[string]memberEntry{}, changed: make(chan struct{}, 1)}
 }
 
-func (t *memberTable) set(node *memberlist.Node, log *slog.Logger) {
+// set records a member's metadata and state. The state comes from which callback fired:
+// memberlist v0.7.0 does not fill the Node.State it passes to event delegates (it keeps states in
+// its own table), so reading node.State would leave every member that ever joined "alive"
+// forever — jepsen-lite found the leader flapping membership after a node was replaced.
+func (t *memberTable) set(node *memberlist.Node, state memberlist.NodeStateType, log *slog.Logger) {
 	var m memberMeta
 	if err := json.Unmarshal(node.Meta, &m); err != nil || m.ID == "" {
 		log.Warn("ignoring gossip member with unreadable metadata", "member", node.Name, "error", err)
 		return
 	}
 	t.mu.Lock()
-	t.members[m.ID] = memberEntry{meta: m, state: node.State}
+	t.members[m.ID] = memberEntry{meta: m, state: state}
 	t.mu.Unlock()
 	select {
 	case t.changed <- struct{}{}:
@@ -124,13 +128,16 @@ func (d *gossipDelegate) setMeta(b []byte) {
 	d.meta = b
 	d.mu.Unlock()
 }
+
+// The rest of memberlist.Delegate and memberlist.EventDelegate. The gossip state comes from
+// which event fired (see memberTable.set).
 func (d *gossipDelegate) NotifyMsg([]byte)                           {}
 func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
 func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
-func (d *gossipDelegate) NotifyJoin(n *memberlist.Node)              { d.t.set(n, d.log) }
-func (d *gossipDelegate) NotifyLeave(n *memberlist.Node)             { d.t.set(n, d.log) }
-func (d *gossipDelegate) NotifyUpdate(n *memberlist.Node)            { d.t.set(n, d.log) }
+func (d *gossipDelegate) NotifyJoin(n *memberlist.Node)              { d.t.set(n, memberlist.StateAlive, d.log) }
+func (d *gossipDelegate) NotifyLeave(n *memberlist.Node)             { d.t.set(n, memberlist.StateDead, d.log) }
+func (d *gossipDelegate) NotifyUpdate(n *memberlist.Node)            { d.t.set(n, memberlist.StateAlive, d.log) }
 
 func (n *Node) openGossip() error {
 	n.members = newMemberTable()
@@ -281,7 +288,9 @@ func (n *Node) maybeBootstrap() {
 		if m.HasState {
 			return // a cluster already exists: wait to be added to it
 		}
-		if m.Voter {
+		// Only members past their start-up check: a node still checking that it is not a wiped
+		// member would find itself in our bootstrap configuration and refuse to start.
+		if m.Voter && (m.Ready || m.ID == n.cfg.NodeID) {
 			voters = append(voters, m)
 		}
 	}

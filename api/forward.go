@@ -173,6 +173,16 @@ func forwardConn[T proto.Message](ctx context.Context, s *Service, op, addr stri
 		}
 		st := status.Convert(err)
 		if !isTransportFailure(st) {
+			if write && maybeSent && st.Code() == codes.Unavailable {
+				// An earlier attempt may have reached the leader and may still commit: a "not
+				// applied here" answer to the retry (NOT_LEADER, NO_LEADER) does not settle the
+				// outcome. (A retried append that did commit would have been recognised by its ids
+				// and answered with the original result instead.)
+				s.stats.forwardFailures.Add(1)
+				return zero, newStatus(codes.Unknown, ReasonOutcomeUnknown,
+					fmt.Sprintf("%s (an earlier forward to %s may have been delivered; the retry got: %v)", outcomeUnknownMsg, addr, err),
+					nil).Err()
+			}
 			return zero, err // the leader's answer, or gRPC's own verdict (deadline, limits)
 		}
 		maybeSent = true

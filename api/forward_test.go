@@ -257,3 +257,31 @@ func TestForwardConcurrent(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// An append whose first forward may have been delivered is not settled by a NOT_LEADER answer to
+// the retry: the first attempt may still commit. The client must hear OUTCOME_UNKNOWN.
+func TestForwardRetryNotLeaderIsUnknown(t *testing.T) {
+	deposed := newFakeNode(t, "n1")
+	deposed.setFollower("", "") // answers NOT_LEADER, knows no leader
+	other := mustNewServer(t, deposed)
+	dead := deadAddr(t)
+	var dials atomic.Int32
+	fn := newFakeNode(t, "n2")
+	fn.setFollower("n1", other.addr)
+	follower := mustNewServer(t, fn, func(c *Config) {
+		c.Dialer = func(_ context.Context, addr string) (*grpc.ClientConn, error) {
+			if dials.Add(1) == 1 {
+				addr = dead // the first attempt fails in transport
+			}
+			return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		}
+	})
+	_, err := follower.events.Append(ctxT(t), &cairnpb.AppendRequest{Stream: "s", Events: []*cairnpb.EventData{evt(1, "A")}})
+	wantStatus(t, err, codes.Unknown, ReasonOutcomeUnknown)
+	// Reads are not writes: the same sequence answers with the deposed node's NOT_LEADER.
+	dials.Store(0)
+	_, err = follower.events.Read(ctxT(t), &cairnpb.ReadRequest{Stream: "s"})
+	if reasonOf(statusFromError(err)) == ReasonOutcomeUnknown {
+		t.Fatalf("a read reported an unknown outcome: %v", err)
+	}
+}

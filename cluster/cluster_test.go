@@ -320,3 +320,32 @@ func TestHclogAdapterRendersFormats(t *testing.T) {
 		t.Fatalf("log line: %s", out)
 	}
 }
+
+// A member that stops shows as gone in gossip (the state comes from memberlist's leave event),
+// so the leader never adds or promotes it again.
+func TestStoppedMemberLeavesGossipView(t *testing.T) {
+	nodes := mustNewCluster(t, 3)
+	leader := waitLeader(t, nodes)
+	var gone *testNode
+	for _, n := range nodes {
+		if n != leader {
+			gone = n
+			break
+		}
+	}
+	if err := gone.Kill(); err != nil {
+		t.Logf("kill: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for leader.members.gossipState(gone.ID()) == "alive" {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still alive in the leader's gossip view 20s after it died", gone.ID())
+		}
+		time.Sleep(50 * time.Millisecond) // memberlist's failure detection, bounded
+	}
+	for _, m := range leader.members.alive() {
+		if m.ID == gone.ID() {
+			t.Fatalf("%s listed among alive members", gone.ID())
+		}
+	}
+}

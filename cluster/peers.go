@@ -75,6 +75,13 @@ func (n *Node) maybePromote(m memberMeta) {
 		n.promoteSince(m.ID, time.Time{})
 		return
 	}
+	if st.GetNodeId() != m.ID {
+		// Another process answers at that address (a node replaced under a new id): its
+		// progress says nothing about m.
+		n.log.Warn("not promoting: another node answers at its address", "id", m.ID, "answered_by", st.GetNodeId())
+		n.promoteSince(m.ID, time.Time{})
+		return
+	}
 	if commit := n.raft.CommitIndex(); st.GetAppliedIndex()+n.cfg.MaxPromoteLag < commit {
 		n.promoteSince(m.ID, time.Time{})
 		return

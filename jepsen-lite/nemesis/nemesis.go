@@ -13,7 +13,8 @@
 //	kill-majority, kill-all
 //	pause-one, pause-leader       SIGSTOP, SIGCONT when the fault stops
 //	slow-links, slow-leader       one node's (the leader's) links delayed 50-250 ms (± half)
-//	lossy-links                   one node's links lossy (retransmission delays, resets)
+//	lossy-links, lossy-leader     one node's (the leader's) links lossy (retransmission
+//	                              delays, resets; forwarding to it included)
 //	snapshot-pressure             a follower cut off until the leader has compacted its log
 //	                              past the follower's position (needs a small
 //	                              --snapshot-threshold), so it must install a snapshot
@@ -41,11 +42,11 @@ import (
 
 // Faults lists every fault name.
 var Faults = []string{"isolate-leader", "isolate-one", "halves", "one-way-leader", "kill-one", "kill-leader",
-	"kill-majority", "kill-all", "pause-one", "pause-leader", "slow-links", "slow-leader", "lossy-links", "snapshot-pressure",
+	"kill-majority", "kill-all", "pause-one", "pause-leader", "slow-links", "slow-leader", "lossy-links", "lossy-leader", "snapshot-pressure",
 	"member-add", "member-replace"}
 
 // needsLinks are the faults that need per-link control (Caps.Links).
-var needsLinks = map[string]bool{"halves": true, "one-way-leader": true, "slow-links": true, "slow-leader": true, "lossy-links": true}
+var needsLinks = map[string]bool{"halves": true, "one-way-leader": true, "slow-links": true, "slow-leader": true, "lossy-links": true, "lossy-leader": true}
 
 // Supported reports whether d can inject fault.
 func Supported(d driver.Driver, fault string) bool {
@@ -379,14 +380,14 @@ func (n *Nemesis) start(ctx context.Context, fault string, targets []string, d t
 		}
 		return timed(func() error { return setAll(n.d, pairs, proxy.Fault{}) }), []string{l}, "followers->leader stalled", nil
 
-	case "slow-links", "slow-leader", "lossy-links":
-		node, err := n.one(ctx, targets, fault == "slow-leader")
+	case "slow-links", "slow-leader", "lossy-links", "lossy-leader":
+		node, err := n.one(ctx, targets, fault == "slow-leader" || fault == "lossy-leader")
 		if err != nil {
 			return nil, nil, "", err
 		}
 		f := proxy.Fault{Delay: time.Duration(50+n.rng.IntN(200)) * time.Millisecond}
 		f.Jitter = f.Delay / 2
-		if fault == "lossy-links" {
+		if fault == "lossy-links" || fault == "lossy-leader" {
 			f = proxy.Fault{Delay: 10 * time.Millisecond, Jitter: 10 * time.Millisecond, Loss: 0.1 + 0.2*n.rng.Float64()}
 		}
 		var pairs [][2]string

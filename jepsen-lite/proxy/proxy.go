@@ -20,8 +20,8 @@
 //   - Reject resets existing connections (RST) and refuses new ones.
 //
 // A connection from an address that is not a known node (a peer that did not dial from its
-// bind IP) is "unknown": it is stalled only when the destination is cut off from every known
-// node in that direction, and passes otherwise.
+// bind IP) is "unknown": it gets the fault every known node has towards (or from) the other end,
+// and passes when they differ.
 package proxy
 
 import (
@@ -116,23 +116,28 @@ func (n *Net) getLocked(src, dst string) Fault {
 	if src != Unknown && dst != Unknown {
 		return n.links[link{src, dst}]
 	}
-	// Unknown peer: stalled only if the known end is cut off from every other known node.
+	// Unknown peer: it gets the fault that every other known node has on that direction (an
+	// isolated node is stalled for everyone, a slow or lossy node is slow or lossy for everyone),
+	// and passes when the known nodes disagree (a partial partition).
 	known, other := dst, func(k string) link { return link{k, dst} }
 	if dst == Unknown {
 		known, other = src, func(k string) link { return link{src, k} }
 	}
-	cut, any := true, false
+	var common Fault
+	first := true
 	for k := range n.nodes {
 		if k == known {
 			continue
 		}
-		any = true
-		cut = cut && n.links[other(k)].Blackhole
+		f := n.links[other(k)]
+		f.Reject = false // a reject resets known connections; unknown ones are not refused
+		if first {
+			common, first = f, false
+		} else if f != common {
+			return Fault{}
+		}
 	}
-	if any && cut {
-		return Fault{Blackhole: true}
-	}
-	return Fault{}
+	return common
 }
 
 // HealAll clears every fault.

@@ -116,4 +116,13 @@ func TestUnknownSource(t *testing.T) {
 	if !n.Get(Unknown, "c").Blackhole || n.Get("c", Unknown).Blackhole {
 		t.Fatal("c cut off inbound from everyone: unknown->c must stall, c->unknown pass")
 	}
+	n.HealAll()
+	lossy := Fault{Delay: time.Millisecond, Loss: 0.2}
+	for _, k := range []string{"a", "b"} {
+		n.Set(k, "c", lossy)
+		n.Set("c", k, lossy)
+	}
+	if n.Get(Unknown, "c") != lossy || n.Get("c", Unknown) != lossy {
+		t.Fatal("c lossy towards everyone: unknown peers must see the same fault")
+	}
 }

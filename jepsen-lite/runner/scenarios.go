@@ -41,10 +41,10 @@ var scenarios = []Scenario{
 	// Nightly: longer, every fault, membership, snapshots, 5 nodes.
 	{Name: "streams-all-faults", Description: "hot streams under every fault the driver supports, 5 minutes",
 		Config: Config{Duration: 5 * time.Minute, Workload: wl("streams", 100, 10), Faults: []string{"isolate-leader", "halves", "one-way-leader",
-			"kill-one", "kill-leader", "kill-majority", "kill-all", "pause-one", "pause-leader", "slow-links", "lossy-links"}}},
+			"kill-one", "kill-leader", "kill-majority", "kill-all", "pause-one", "pause-leader", "slow-links", "lossy-links", "lossy-leader"}}},
 	{Name: "global-all-faults", Description: "many streams and $all tailing under every fault, 5 minutes",
 		Config: Config{Duration: 5 * time.Minute, Workload: wl("global", 100, 8), Faults: []string{"isolate-leader", "halves", "one-way-leader",
-			"kill-one", "kill-leader", "kill-majority", "kill-all", "pause-one", "pause-leader", "slow-links", "lossy-links"}}},
+			"kill-one", "kill-leader", "kill-majority", "kill-all", "pause-one", "pause-leader", "slow-links", "lossy-links", "lossy-leader"}}},
 	{Name: "snapshot-pressure", Description: "a follower cut off until the leader compacts (snapshot threshold 64), then InstallSnapshot; kills",
 		Config: Config{Duration: 2 * time.Minute, Workload: wl("global", 120, 8), Faults: []string{"snapshot-pressure", "kill-one"},
 			SnapshotThreshold: 64, FaultMin: 6 * time.Second, FaultMax: 10 * time.Second}},

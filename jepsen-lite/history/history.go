@@ -153,10 +153,16 @@ type Operation struct {
 	Call, Return int64
 }
 
-// F, Process, Node and Stream are the invoke's.
-func (o Operation) F() string      { return o.Inv.F }
-func (o Operation) Process() int   { return o.Inv.Process }
-func (o Operation) Node() string   { return o.Inv.Node }
+// F is the operation name (the invoke's).
+func (o Operation) F() string { return o.Inv.F }
+
+// Process is the logical client that ran the operation.
+func (o Operation) Process() int { return o.Inv.Process }
+
+// Node is the node the request was sent to.
+func (o Operation) Node() string { return o.Inv.Node }
+
+// Stream is the stream the operation was about ("" for $all operations).
 func (o Operation) Stream() string { return o.Inv.Stream }
 
 // Out returns the completion, or an empty Op when there is none, so outputs can be read without

@@ -143,11 +143,44 @@ func resolve(batch []*proposal, r proposalResult) {
 	}
 }
 
+// shutdownFutureWait bounds how long, once shutdown has begun, resolveLoop waits for an apply
+// future: see waitFuture.
+const shutdownFutureWait = 5 * time.Second
+
+// waitFuture waits for an apply future. hashicorp/raft never answers a future whose entry was
+// committed but still queued for the state machine (fsmMutateCh) when raft shut down
+// (hashicorp/raft#498): waiting on it blocks forever, and Close/Kill hung in wg.Wait when a
+// leader stopped under load. So the wait runs in a goroutine, and once shutdown has begun it
+// gives up at giveUp (shared by every later wait), answering raft.ErrRaftShutdown, i.e. outcome
+// unknown. The waiting goroutine leaks only in that raft bug case.
+func (n *Node) waitFuture(f raft.ApplyFuture, giveUp *time.Time) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.shutdownCh:
+	}
+	if giveUp.IsZero() {
+		*giveUp = time.Now().Add(shutdownFutureWait)
+	}
+	t := time.NewTimer(time.Until(*giveUp))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		n.log.Warn("raft shut down without answering an apply future; reporting outcome unknown (hashicorp/raft#498)")
+		return raft.ErrRaftShutdown
+	}
+}
+
 // resolveLoop waits for in-flight entries in log order and hands each proposal its result.
 func (n *Node) resolveLoop() {
 	defer n.wg.Done()
+	var giveUp time.Time
 	for b := range n.inflight {
-		if err := b.future.Error(); err != nil {
+		if err := n.waitFuture(b.future, &giveUp); err != nil {
 			resolve(b.batch, proposalResult{err: n.classifyApplyError(err)})
 			continue
 		}

@@ -24,7 +24,8 @@ type ack struct {
 func appendUntilAcked(ctx context.Context, c *localcluster.Cluster, rng *rand.Rand, stream, id string) (*cairnpb.AppendResponse, bool) {
 	backoff := 20 * time.Millisecond
 	for ctx.Err() == nil {
-		n := c.Nodes[rng.IntN(len(c.Nodes))]
+		nodes := c.Members()
+		n := nodes[rng.IntN(len(nodes))]
 		if !n.Running() {
 			continue
 		}

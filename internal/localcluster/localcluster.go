@@ -52,9 +52,19 @@ type Node struct {
 
 // Cluster is a set of nodes.
 type Cluster struct {
+	// Nodes are the node slots, in start order. AddNode appends to it: goroutines other than
+	// the one that calls AddNode must use Members instead.
 	Nodes []*Node
 	opts  Options
 	join  []string
+	mu    sync.Mutex // guards Nodes against AddNode
+}
+
+// Members returns a copy of the node list, safe to use while another goroutine calls AddNode.
+func (c *Cluster) Members() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*Node(nil), c.Nodes...)
 }
 
 // Build compiles cairnd (static, like the release build) into dir and returns its path.
@@ -157,7 +167,9 @@ func (c *Cluster) AddNode(extraArgs ...string) (*Node, error) {
 	if err := n.Start(); err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
 	c.Nodes = append(c.Nodes, n)
+	c.mu.Unlock()
 	return n, nil
 }
 

@@ -26,7 +26,7 @@ func appendUntilAcked(ctx context.Context, c *localcluster.Cluster, rng *rand.Ra
 	for ctx.Err() == nil {
 		nodes := c.Members()
 		n := nodes[rng.IntN(len(nodes))]
-		if !n.Running() {
+		if !n.Running() || n.Paused() {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)

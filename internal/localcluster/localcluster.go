@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,6 +43,8 @@ type Node struct {
 	DataDir, LogPath           string
 	args                       []string
 	binary                     string
+
+	paused atomic.Bool
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -267,8 +270,22 @@ func (n *Node) Wait(timeout time.Duration) (exitErr, err error) {
 }
 
 // Pause freezes the process (SIGSTOP); Resume thaws it (SIGCONT).
-func (n *Node) Pause() error  { return n.signal(syscall.SIGSTOP) }
-func (n *Node) Resume() error { return n.signal(syscall.SIGCONT) }
+func (n *Node) Pause() error {
+	err := n.signal(syscall.SIGSTOP)
+	if err == nil {
+		n.paused.Store(true)
+	}
+	return err
+}
+
+// Resume thaws a paused process (SIGCONT).
+func (n *Node) Resume() error {
+	n.paused.Store(false)
+	return n.signal(syscall.SIGCONT)
+}
+
+// Paused reports whether the process was frozen with Pause and not resumed since.
+func (n *Node) Paused() bool { return n.paused.Load() }
 
 func (n *Node) exitCh() chan struct{} {
 	n.mu.Lock()

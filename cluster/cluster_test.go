@@ -349,3 +349,27 @@ func TestStoppedMemberLeavesGossipView(t *testing.T) {
 		}
 	}
 }
+
+// Writing SnapshotBytes of data triggers a snapshot even far below SnapshotThreshold entries.
+func TestSnapshotBySize(t *testing.T) {
+	cfg := testConfig(t, "solo", t.TempDir(), nil, 1)
+	cfg.SnapshotBytes = 64 << 10
+	cfg.SnapshotThreshold = 1 << 30
+	n := mustNewNode(t, cfg)
+	waitLeader(t, []*testNode{n})
+	payload := make([]byte, 4096)
+	for i := uint64(1); i <= 40; i++ { // 160 KiB in 40 entries
+		req := appendReq("s", i)
+		req.GetAppend().GetParts()[0].GetEvents()[0].Data = payload
+		if _, err := n.Propose(ctxT(t, 5*time.Second), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n.raft.Stats()["last_snapshot_index"] == "0" {
+		if time.Now().After(deadline) {
+			t.Fatal("no snapshot 10s after writing 160 KiB with a 64 KiB size trigger")
+		}
+		time.Sleep(50 * time.Millisecond) // the trigger checks once a second
+	}
+}

@@ -49,6 +49,10 @@ type Config struct {
 	// TrailingLogs is derived: 1.25 × SnapshotThreshold (raft-lessons §1.7).
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
+	// SnapshotBytes triggers a snapshot once this many bytes of segment data were written since
+	// the last one (default 256 MiB; negative disables): many large events can fill the disk and
+	// the raft log long before SnapshotThreshold entries (rqlite's WAL-size trigger).
+	SnapshotBytes int64
 	// MaxAppendEntries bounds entries per AppendEntries, per FSM batch and per group commit
 	// (default 512).
 	MaxAppendEntries int
@@ -114,6 +118,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192
+	}
+	if c.SnapshotBytes == 0 {
+		c.SnapshotBytes = 256 << 20
 	}
 	if c.MaxAppendEntries <= 0 {
 		c.MaxAppendEntries = 512

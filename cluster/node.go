@@ -118,7 +118,8 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.verifier = &leaderVerifier{raft: n.raft}
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go n.snapshotBytesLoop()
 	go n.batchLoop()
 	go n.resolveLoop()
 	go n.leaderLoop()
@@ -394,3 +395,36 @@ var emptyCommand = func() []byte {
 	}
 	return b
 }()
+
+// snapshotBytesLoop takes a snapshot whenever SnapshotBytes of segment data were written since
+// the last one this loop took (raft's own triggers count entries and time, not bytes). Every node
+// snapshots on its own, as raft does.
+func (n *Node) snapshotBytesLoop() {
+	defer n.wg.Done()
+	if n.cfg.SnapshotBytes < 0 {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := n.fsm.Storage().Bytes
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-t.C:
+		}
+		written := n.fsm.Storage().Bytes
+		if written < last {
+			last = written // a restore replaced the data
+		}
+		if written-last < n.cfg.SnapshotBytes {
+			continue
+		}
+		if err := n.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			n.log.Warn("size-triggered snapshot failed", "bytes_since_last", written-last, "error", err)
+			continue
+		}
+		n.log.Info("size-triggered snapshot", "bytes_since_last", written-last)
+		last = written
+	}
+}

@@ -184,7 +184,8 @@ func TestMetricsHealthAndReadiness(t *testing.T) {
 	for _, name := range []string{"cairn_raft_leader", "cairn_raft_term", "cairn_raft_commit_index", "cairn_fsm_applied_index",
 		"cairn_raft_last_contact_seconds", "cairn_segment_bytes", "cairn_segment_files", "cairn_ready",
 		"cairn_grpc_request_duration_seconds", "cairn_proposal_batch_requests", "cairn_fsm_apply_batch_seconds",
-		"cairn_api_errors_total", "cairn_api_forwarded_total", "go_goroutines"} {
+		"cairn_api_errors_total", "cairn_api_forwarded_total", "cairn_subscriptions_active",
+		"cairn_subscription_events_total", "go_goroutines"} {
 		if _, ok := families[name]; !ok {
 			t.Errorf("scrape lacks %s", name)
 		}

@@ -97,10 +97,9 @@ func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 }
 
 func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	start := time.Now()
-	err := h(srv, ss)
-	m.rpc.WithLabelValues(info.FullMethod, status.Code(err).String()).Observe(time.Since(start).Seconds())
-	return err
+	// Streams (subscriptions) live as long as their clients want: their duration is not a
+	// latency. They are counted by nodeCollector from the service's subscription stats instead.
+	return h(srv, ss)
 }
 
 // nodeCollector exports a node's raft and state machine state and the API's counters, read at
@@ -112,6 +111,7 @@ type nodeCollector struct {
 	leader, term, commit, applied, lastLog, lastContact, lastPosition *prometheus.Desc
 	segBytes, segFiles, ready                                         *prometheus.Desc
 	errors, forwarded, forwardFailures                                *prometheus.Desc
+	subsActive, subsStarted, subsEvents, subsEndedWithError           *prometheus.Desc
 }
 
 func newNodeCollector(node *cluster.Node, svc *api.Service) *nodeCollector {
@@ -133,13 +133,19 @@ func newNodeCollector(node *cluster.Node, svc *api.Service) *nodeCollector {
 		errors:          d("api_errors_total", "Error statuses returned, by reason.", "reason"),
 		forwarded:       d("api_forwarded_total", "Requests forwarded to the leader."),
 		forwardFailures: d("api_forward_failures_total", "Forwards that failed after a retry."),
+		subsActive:      d("subscriptions_active", "Subscriptions being served now."),
+		subsStarted:     d("subscriptions_started_total", "Subscriptions started."),
+		subsEvents:      d("subscription_events_total", "Events sent to subscribers."),
+		subsEndedWithError: d("subscriptions_failed_total",
+			"Subscriptions that ended with an error (by reason in cairn_api_errors_total)."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.term, c.commit, c.applied, c.lastLog, c.lastContact,
-		c.lastPosition, c.segBytes, c.segFiles, c.ready, c.errors, c.forwarded, c.forwardFailures} {
+		c.lastPosition, c.segBytes, c.segFiles, c.ready, c.errors, c.forwarded, c.forwardFailures,
+		c.subsActive, c.subsStarted, c.subsEvents, c.subsEndedWithError} {
 		ch <- d
 	}
 }
@@ -178,6 +184,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctr(c.forwarded, st.Forwarded)
 	ctr(c.forwardFailures, st.ForwardFailures)
+	ss := c.svc.SubscriptionStats()
+	g(c.subsActive, float64(ss.Active))
+	ctr(c.subsStarted, ss.Started)
+	ctr(c.subsEvents, ss.Events)
+	ctr(c.subsEndedWithError, ss.EndedWithError)
 }
 
 // httpHandler serves /metrics, /healthz (the process is up), /readyz (a member with a leader,

@@ -143,7 +143,14 @@ func (b *binaries) get(ctx context.Context, bugs bool) (string, error) {
 	if bugs {
 		tags = []string{"jepsenbugs"}
 	}
-	fmt.Fprintf(os.Stderr, "building cairnd %v...\n", tags)
+	what := "cairnd"
+	if bugs {
+		what += " -tags jepsenbugs"
+	}
+	if b.race {
+		what += " -race"
+	}
+	fmt.Fprintf(os.Stderr, "building %s...\n", what)
 	p, err := driver.Build(ctx, root, filepath.Join(b.store, ".bin"), tags, b.race)
 	if err != nil {
 		return "", err

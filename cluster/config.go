@@ -35,6 +35,11 @@ type Config struct {
 	// NonVoter makes this node a read replica: it is added as a non-voter and never promoted.
 	NonVoter bool
 
+	// LeaveOnClose makes a graceful Close remove this node from the raft configuration (after
+	// handing over leadership), for nodes that leave for good, e.g. when scaling down. Off by
+	// default: a node that restarts (rolling upgrade) must stay a member.
+	LeaveOnClose bool
+
 	// Dial opens raft connections; nil means plain TCP. The seam for TLS and fault injection.
 	Dial DialFunc
 

@@ -273,7 +273,9 @@ func (n *Node) WaitForLeader(ctx context.Context) (string, error) {
 // when already in raft, ErrOutcomeUnknown.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
-		if n.raft != nil && n.raft.State() == raft.Leader && n.voterCount() > 1 {
+		if n.raft != nil && n.cfg.LeaveOnClose {
+			n.leave()
+		} else if n.raft != nil && n.raft.State() == raft.Leader && n.voterCount() > 1 {
 			if err := n.raft.LeadershipTransfer().Error(); err != nil {
 				n.log.Warn("leadership transfer before shutdown failed", "error", err)
 			}

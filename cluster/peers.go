@@ -22,23 +22,31 @@ type peerClients struct {
 
 func newPeerClients() *peerClients { return &peerClients{conns: map[string]*grpc.ClientConn{}} }
 
-func (p *peerClients) status(ctx context.Context, addr string) (*cairnpb.StatusResponse, error) {
+// client returns the Cluster service client of the member at addr.
+func (p *peerClients) client(addr string) (cairnpb.ClusterClient, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("cluster: member has no gRPC address")
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	cc, ok := p.conns[addr]
 	if !ok {
 		var err error
 		cc, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			p.mu.Unlock()
 			return nil, fmt.Errorf("cluster: dial member %s: %w", addr, err)
 		}
 		p.conns[addr] = cc
 	}
-	p.mu.Unlock()
-	return cairnpb.NewClusterClient(cc).Status(ctx, &cairnpb.StatusRequest{})
+	return cairnpb.NewClusterClient(cc), nil
+}
+
+func (p *peerClients) status(ctx context.Context, addr string) (*cairnpb.StatusResponse, error) {
+	c, err := p.client(addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.Status(ctx, &cairnpb.StatusRequest{})
 }
 
 func (p *peerClients) close() {
@@ -99,4 +107,41 @@ func (n *Node) maybePromote(m memberMeta) {
 	}
 	n.promoteSince(m.ID, time.Time{})
 	n.log.Info("promoted non-voter to voter", "id", m.ID, "applied_index", st.GetAppliedIndex())
+}
+
+// leave removes this node from the raft configuration before a graceful Close (LeaveOnClose): a
+// leader first hands leadership over, then the (new) leader is asked to remove this node. It
+// gives up after a few seconds; the operator can still run cairnctl remove.
+func (n *Node) leave() {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if n.raft.State() == raft.Leader {
+			if n.voterCount() <= 1 {
+				n.log.Warn("not leaving: this is the only voter")
+				return
+			}
+			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+				n.log.Warn("leadership transfer before leaving failed", "error", err)
+			}
+			continue
+		}
+		_, addr := n.Leader()
+		if addr == "" {
+			time.Sleep(100 * time.Millisecond) // waiting for a leader, bounded by the deadline
+			continue
+		}
+		c, err := n.peers.client(addr)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			_, err = c.RemoveServer(ctx, &cairnpb.RemoveServerRequest{Id: n.cfg.NodeID})
+			cancel()
+		}
+		if err == nil {
+			n.log.Info("left the cluster: removed from the raft configuration")
+			return
+		}
+		n.log.Warn("asking the leader to remove this node failed; retrying", "leader_addr", addr, "error", err)
+		time.Sleep(200 * time.Millisecond) // retry backoff, bounded by the deadline
+	}
+	n.log.Error("could not leave the cluster; remove this node with cairnctl remove", "id", n.cfg.NodeID)
 }

@@ -298,3 +298,28 @@ func TestPartitionedFollowerCatchesUpBySnapshot(t *testing.T) {
 		t.Errorf("%s caught up without a snapshot install: the leader did not compact far enough, the test proves less", cut.ID)
 	}
 }
+
+// A node started with --leave-on-shutdown removes itself from the raft configuration when it is
+// stopped (scale-down without an operator call); the others keep serving.
+func TestLeaveOnShutdown(t *testing.T) {
+	c := mustStartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n4, err := c.AddNode("--leave-on-shutdown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSuffrage(t, ctx, c, c.Nodes[:3], n4.ID, "voter")
+	if err := n4.Stop(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitSuffrage(t, ctx, c, c.Nodes[:3], n4.ID, "absent")
+	leader, err := c.WaitLeader(ctx, c.Nodes[:3]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.Events().Append(ctx, &cairnpb.AppendRequest{Stream: "s", Expected: anyRev(),
+		Events: []*cairnpb.EventData{event(newUUID())}}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -57,7 +57,7 @@ type options struct {
 	gossipBind, gossipAdvertise      string
 	join                             string
 	bootstrapExpect                  int
-	nonVoter                         bool
+	nonVoter, leaveOnShutdown        bool
 	logFormat, logLevel              string
 	heartbeatTimeout                 time.Duration
 	electionTimeout                  time.Duration
@@ -87,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.join, "join", "", "comma-separated gossip addresses of nodes to join through")
 	fs.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many voters see each other (0: join an existing one)")
 	fs.BoolVar(&o.nonVoter, "non-voter", false, "run as a read replica: never a voter")
+	fs.BoolVar(&o.leaveOnShutdown, "leave-on-shutdown", false, "on SIGTERM, leave the raft configuration for good (scale-down), not just stop")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", time.Second, "raft heartbeat timeout")
@@ -203,7 +204,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		RaftBind: o.raftBind, RaftAdvertise: o.raftAdvertise,
 		GRPCAdvertise: o.grpcAdvertise,
 		GossipBind:    o.gossipBind, GossipAdvertise: o.gossipAdvertise,
-		Join: splitList(o.join), BootstrapExpect: o.bootstrapExpect, NonVoter: o.nonVoter,
+		Join: splitList(o.join), BootstrapExpect: o.bootstrapExpect, NonVoter: o.nonVoter, LeaveOnClose: o.leaveOnShutdown,
 		HeartbeatTimeout: o.heartbeatTimeout, ElectionTimeout: o.electionTimeout,
 		SnapshotThreshold: o.snapshotThreshold, SnapshotInterval: o.snapshotInterval,
 		FSM: fcfg, Version: version, Logger: base, OnBatch: m.onBatch,

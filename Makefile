@@ -64,7 +64,7 @@ bench:
 clean:
 	rm -rf bin .docker
 
-## jepsen: the long jepsen-lite suites for nightly use (about 45 minutes on 2 cores): every planted
+## jepsen: the long jepsen-lite suites for nightly use (about 30 minutes on 2 cores): every planted
 ## bug caught on a -tags jepsenbugs build and the same scenarios valid on the real build, then the
 ## smoke and nightly scenarios. Runs land in jepsen-lite/runs/ (see jepsen-lite/README.md).
 .PHONY: jepsen

@@ -111,7 +111,14 @@ func TestSnapshotAndRaftConfig(t *testing.T) {
 		t.Logf("snapshot of a fresh node: %v", err)
 	}
 	ev := cairnpb.NewEventsClient(mustConn(t, n.Addr))
-	if _, err := ev.Append(ctx, &cairnpb.AppendRequest{Stream: "s", Events: []*cairnpb.EventData{{Type: "T"}}}); err != nil {
+	app, err := ev.Append(ctx, &cairnpb.AppendRequest{Stream: "s", Events: []*cairnpb.EventData{{Type: "T"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The append went through the leader: wait until this follower applied it, so it has
+	// something new to snapshot.
+	if _, err := ev.Read(ctx, &cairnpb.ReadRequest{Stream: "s", Options: &cairnpb.ReadOptions{
+		Consistency: cairnpb.Consistency_CONSISTENCY_STALE, MinLogIndex: app.GetLogIndex()}}); err != nil {
 		t.Fatal(err)
 	}
 	snap, err := cl.Snapshot(ctx, &cairnpb.SnapshotRequest{})

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -108,8 +107,10 @@ func (a *app) tail(cmd *cobra.Command, stream string, f *tailFlags) error {
 	for f.count == 0 || printed < f.count {
 		m, err := sub.Next()
 		if err != nil {
-			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-				return nil // Ctrl-C or --timeout: the normal end
+			if ctx.Err() != nil {
+				// Ctrl-C or --timeout: the normal end, whatever error the ending context surfaced
+				// as (its own, a DEADLINE_EXCEEDED status, or a transport error mid-resume).
+				return nil
 			}
 			return err
 		}

@@ -324,3 +324,20 @@ func TestHistoryRoundTrip(t *testing.T) {
 		t.Fatalf("windows %+v", wins)
 	}
 }
+
+// An append whose outcome stayed unknown may commit after the final stream read and before the
+// drain of $all (its client gave up, the server did not): that is not a mismatch. The same late
+// events from an acknowledged append would be.
+func TestGlobalFinalReadExtendedByUnknownAppend(t *testing.T) {
+	var h hist
+	h.appendAt(0, 0, 10, "x", []uint64{a1}, 1, 1, 5)
+	h.appendOutcome(1, 20, 30, "x", history.ExpectAny, []uint64{a2}, history.Info, "DEADLINE_EXCEEDED")
+	h.final(4, 90, 95, "x", []uint64{a1})
+	h.drain(3, 100, 110, "n1", []history.Record{rec(a1, "x", 0, 1), rec(a2, "x", 1, 2)}, true)
+	res := Global(analyze(t, &h))
+	for _, an := range res.Anomalies {
+		if an.Kind == "final-read-mismatch" {
+			t.Fatalf("late commit of an unknown append reported: %+v", an)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
@@ -156,10 +157,19 @@ func ServerOptions(cfg Config) []grpc.ServerOption {
 // grpc.ClientConn without transport security whose message limits match the server's. It is
 // the place TLS will replace.
 func DefaultDialer(cfg Config) Dialer {
+	return SourceDialer(cfg, nil)
+}
+
+// SourceDialer is DefaultDialer dialing from the local address src (nil: any). cairnd passes its
+// gRPC bind IP, as raft dials from its raft bind IP, so a per-node fault-injection proxy on
+// loopback can tell which node a forwarded call comes from.
+func SourceDialer(cfg Config, src net.Addr) Dialer {
 	n := cfg.messageLimit()
+	d := net.Dialer{LocalAddr: src}
 	return func(_ context.Context, addr string) (*grpc.ClientConn, error) {
 		return grpc.NewClient(addr,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return d.DialContext(ctx, "tcp", a) }),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(n), grpc.MaxCallSendMsgSize(n)))
 	}
 }

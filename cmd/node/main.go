@@ -193,6 +193,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("grpc listen on %s: %w", o.grpcBind, err)
 	}
 	defer ln.Close()
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsUnspecified() {
+		// Forward from the address we serve on (see api.SourceDialer).
+		apiCfg.Dialer = api.SourceDialer(apiCfg, &net.TCPAddr{IP: tcp.IP})
+	}
 
 	m := newMetrics(o.nodeID)
 	fcfg := fsm.Config{Dedupe: fsm.DedupeHorizon{MaxEvents: o.dedupeMaxEvents, MaxAge: o.dedupeMaxAge},

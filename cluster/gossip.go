@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +33,11 @@ type memberMeta struct {
 	// needs none). The leader adds only ready members: adding one still being checked would make
 	// its check find itself listed and take it for a wiped member.
 	Ready bool `json:"ready,omitempty"`
+	// Cluster is the id of the cluster whose data this node holds ("" until it has one).
+	Cluster string `json:"cluster,omitempty"`
+	// Nonce is random per process: the bootstrapping voters derive the new cluster's id from
+	// their nonces (the smallest), so they agree on it without another round.
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // memberTable is the gossip view: a hint about who exists and where, never the truth about
@@ -178,7 +186,8 @@ func (n *Node) openGossip() error {
 
 func (n *Node) encodeMeta(hasState, ready bool) ([]byte, error) {
 	meta, err := json.Marshal(memberMeta{ID: n.cfg.NodeID, RaftAddr: n.RaftAddr(), GRPCAddr: n.cfg.GRPCAdvertise,
-		Voter: !n.cfg.NonVoter, Version: n.cfg.Version, HasState: hasState, Ready: ready})
+		Voter: !n.cfg.NonVoter, Version: n.cfg.Version, HasState: hasState, Ready: ready,
+		Cluster: n.ClusterID(), Nonce: n.nonce})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: encode gossip metadata: %w", err)
 	}
@@ -188,8 +197,19 @@ func (n *Node) encodeMeta(hasState, ready bool) ([]byte, error) {
 	return meta, nil
 }
 
-// announceState gossips that this node now has raft state, once.
+// announceState gossips that this node now has raft state, once, and adopts the cluster's id
+// from the members that have state when this node has none recorded (it joined an existing
+// cluster, or its data predates cluster ids).
 func (n *Node) announceState() {
+	if n.metaHasState && n.ClusterID() == "" {
+		if id := n.membersCluster(); id != "" {
+			if err := n.setClusterID(id); err != nil {
+				n.log.Warn("recording the cluster id failed", "error", err)
+			} else if err := n.gossipMeta(true, n.metaReady); err != nil {
+				n.log.Warn("announcing the cluster id failed", "error", err)
+			}
+		}
+	}
 	if n.metaHasState {
 		return
 	}
@@ -298,6 +318,18 @@ func (n *Node) maybeBootstrap() {
 		return
 	}
 	voters = voters[:n.cfg.BootstrapExpect]
+	if n.ClusterID() == "" {
+		id := ""
+		for _, m := range voters {
+			if m.Nonce != "" && (id == "" || m.Nonce < id) {
+				id = m.Nonce
+			}
+		}
+		if err := n.setClusterID(id); err != nil {
+			n.log.Warn("recording the cluster id failed; not bootstrapping", "error", err)
+			return
+		}
+	}
 	cfg := raft.Configuration{}
 	self := false
 	for _, m := range voters {
@@ -311,7 +343,7 @@ func (n *Node) maybeBootstrap() {
 		n.log.Warn("bootstrap failed", "error", err)
 		return
 	}
-	n.log.Info("bootstrapped cluster", "voters", len(cfg.Servers))
+	n.log.Info("bootstrapped cluster", "voters", len(cfg.Servers), "cluster_id", n.ClusterID())
 }
 
 // noSnapshots lets HasExistingState look only at the log and stable store: a node that has
@@ -338,6 +370,10 @@ func (n *Node) reconcile() {
 		switch {
 		case !ok && !m.Ready:
 			continue // still checking that it is not a wiped member; it says when it is done
+		case !ok && m.Cluster != "" && m.Cluster != n.ClusterID():
+			n.log.Warn("not adding a member that holds another cluster's data", "id", m.ID, "its_cluster", m.Cluster,
+				"cluster", n.ClusterID())
+			continue
 		case !ok:
 			// A node re-using an address under a new id replaces the old entry first (rqlite #2778).
 			for _, old := range servers {
@@ -412,4 +448,113 @@ func (n *Node) refuseIfWiped() error {
 		}
 		time.Sleep(100 * time.Millisecond) // waiting for a member's gRPC to answer, bounded
 	}
+}
+
+// ErrOtherCluster: this node's data belongs to another cluster than the members it found.
+var ErrOtherCluster = errors.New("this data dir belongs to another cluster")
+
+const clusterIDFile = "cluster-id"
+
+// ClusterID returns the id of the cluster whose data this node holds, "" before it has one.
+func (n *Node) ClusterID() string {
+	n.clusterMu.Lock()
+	defer n.clusterMu.Unlock()
+	return n.clusterID
+}
+
+// setClusterID records the cluster id in the data dir (fsynced) and in memory.
+func (n *Node) setClusterID(id string) error {
+	if id == "" {
+		return errors.New("cluster: empty cluster id")
+	}
+	if err := writeFileAtomic(filepath.Join(n.cfg.DataDir, clusterIDFile), []byte(id+"\n")); err != nil {
+		return fmt.Errorf("cluster: record cluster id: %w", err)
+	}
+	n.clusterMu.Lock()
+	n.clusterID = id
+	n.clusterMu.Unlock()
+	n.log.Info("cluster id recorded", "cluster_id", id)
+	return nil
+}
+
+func readClusterID(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, clusterIDFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	return strings.TrimSpace(string(b)), err
+}
+
+// membersCluster returns the cluster id the alive members with state agree on most.
+func (n *Node) membersCluster() string {
+	count := map[string]int{}
+	best := ""
+	for _, m := range n.members.alive() {
+		if m.HasState && m.Cluster != "" && m.ID != n.cfg.NodeID {
+			count[m.Cluster]++
+			if count[m.Cluster] > count[best] {
+				best = m.Cluster
+			}
+		}
+	}
+	return best
+}
+
+// refuseIfOtherCluster runs before raft starts on a node that has raft state and a recorded
+// cluster id: if the members with state that it finds through its join seeds all belong to
+// another cluster, this node's data dir is another cluster's (a copied or mixed-up volume), and
+// joining would corrupt both. Joining exchanges the full member list, so one look after the join
+// is enough; without seeds, or with nobody answering, the node starts.
+func (n *Node) refuseIfOtherCluster() error {
+	own := n.ClusterID()
+	if own == "" || len(n.cfg.Join) == 0 || !n.joinSeeds() {
+		return nil
+	}
+	other := ""
+	for _, m := range n.members.alive() {
+		if m.ID == n.cfg.NodeID || !m.HasState || m.Cluster == "" {
+			continue
+		}
+		if m.Cluster == own {
+			return nil // at least one member of our own cluster
+		}
+		other = m.Cluster
+	}
+	if other == "" {
+		return nil
+	}
+	n.log.Error("refusing to start: this data dir belongs to another cluster than the members found",
+		"data_cluster", own, "members_cluster", other, "data_dir", n.cfg.DataDir)
+	return fmt.Errorf("cluster: %w: the data is of cluster %s, the members found are of cluster %s; "+
+		"point this node at its own cluster, or give it an empty data dir and a new --node-id", ErrOtherCluster, own, other)
+}
+
+// writeFileAtomic writes data to path through a fsynced temporary file, a rename and a fsync of
+// the directory: after a crash the file holds the old content or the new, never a part.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	fh, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := fh.Write(data); err != nil {
+		fh.Close()
+		return err
+	}
+	if err := fh.Sync(); err != nil {
+		fh.Close()
+		return err
+	}
+	if err := fh.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

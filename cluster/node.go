@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
@@ -43,6 +44,11 @@ type Node struct {
 	metaHasState bool
 	// metaReady mirrors what we gossip as Ready (passed the start-up membership check).
 	metaReady bool
+	// nonce is this process's random bootstrap nonce (see memberMeta.Nonce).
+	nonce string
+	// clusterID is the id of the cluster whose data this node holds; "" until known.
+	clusterMu sync.Mutex
+	clusterID string
 	// promoteAt holds, per non-voter id, when it was first seen healthy and caught up.
 	promoteMu sync.Mutex
 	promoteAt map[string]time.Time
@@ -86,6 +92,10 @@ func Open(cfg Config) (*Node, error) {
 	if err := claimDataDir(cfg.DataDir, cfg.NodeID); err != nil {
 		return nil, err
 	}
+	if n.clusterID, err = readClusterID(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("cluster: read cluster id: %w", err)
+	}
+	n.nonce = uuid.NewString()
 	fcfg := cfg.FSM
 	fcfg.Dir = filepath.Join(cfg.DataDir, "fsm")
 	if fcfg.Logger == nil {
@@ -105,7 +115,11 @@ func Open(cfg Config) (*Node, error) {
 	// Gossip first, raft second: a node without raft state must first make sure the cluster does
 	// not already count it as a member (a wiped data dir), before raft can accept a single
 	// AppendEntries or vote.
-	if !n.metaHasState {
+	if n.metaHasState {
+		if err := n.refuseIfOtherCluster(); err != nil {
+			return nil, err
+		}
+	} else {
 		if err := n.refuseIfWiped(); err != nil {
 			return nil, err
 		}

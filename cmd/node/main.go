@@ -57,7 +57,7 @@ type options struct {
 	gossipBind, gossipAdvertise      string
 	join                             string
 	bootstrapExpect                  int
-	nonVoter, leaveOnShutdown        bool
+	nonVoter, voter, leaveOnShutdown bool
 	logFormat, logLevel              string
 	heartbeatTimeout                 time.Duration
 	electionTimeout                  time.Duration
@@ -86,7 +86,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address other nodes use (default: gossip-bind)")
 	fs.StringVar(&o.join, "join", "", "comma-separated gossip addresses of nodes to join through")
 	fs.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster once this many voters see each other (0: join an existing one)")
-	fs.BoolVar(&o.nonVoter, "non-voter", false, "run as a read replica: never a voter")
+	fs.BoolVar(&o.nonVoter, "non-voter", false, "run as a read replica: never a voter (same as --voter=false)")
+	fs.BoolVar(&o.voter, "voter", true, "take part in elections and quorums; --voter=false makes a read replica")
 	fs.BoolVar(&o.leaveOnShutdown, "leave-on-shutdown", false, "on SIGTERM, leave the raft configuration for good (scale-down), not just stop")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -118,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.grpcAdvertise == "" {
 		o.grpcAdvertise = o.grpcBind
 	}
+	o.nonVoter = o.nonVoter || !o.voter
 	return o, nil
 }
 

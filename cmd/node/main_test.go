@@ -246,3 +246,15 @@ func (s *syncWriter) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestVoterFalseMeansReadReplica(t *testing.T) {
+	for _, args := range [][]string{{"--voter=false"}, {"--non-voter"}} {
+		o, err := parseFlags(append([]string{"--node-id", "r"}, args...), io.Discard)
+		if err != nil || !o.nonVoter {
+			t.Fatalf("%v: non-voter %v, err %v", args, o != nil && o.nonVoter, err)
+		}
+	}
+	if o, _ := parseFlags([]string{"--node-id", "v"}, io.Discard); o.nonVoter {
+		t.Fatal("a voter by default")
+	}
+}

@@ -209,19 +209,8 @@ func (s *Service) validateSubscribe(req *cairnpb.SubscribeRequest) (subParams, e
 	if err := s.checkRequestSize(req); err != nil {
 		return subParams{}, err
 	}
-	f := req.GetFilter()
-	for _, field := range []struct {
-		name    string
-		entries []string
-	}{
-		{"filter.stream_prefixes", f.GetStreamPrefixes()},
-		{"filter.event_types", f.GetEventTypes()},
-		{"filter.event_type_prefixes", f.GetEventTypePrefixes()},
-		{"filter.tags", f.GetTags()},
-	} {
-		if len(field.entries) > s.cfg.MaxFilterEntries {
-			return subParams{}, limitError("filter_entries", s.cfg.MaxFilterEntries, len(field.entries), field.name)
-		}
+	if err := s.checkFilterSize(req.GetFilter()); err != nil {
+		return subParams{}, err
 	}
 	var b badRequest
 	cfg := s.cfg.Subscribe.withDefaults()
@@ -230,7 +219,7 @@ func (s *Service) validateSubscribe(req *cairnpb.SubscribeRequest) (subParams, e
 		from:       req.GetFrom(),
 		fromStart:  req.GetFromStart(),
 		fromEnd:    req.GetFromEnd(),
-		filter:     newFilter(&b, f),
+		filter:     newFilter(&b, req.GetFilter()),
 		opts:       checkReadOptions(&b, req.GetOptions()),
 		checkpoint: subscribeInterval(&b, "checkpoint_interval", req.GetCheckpointInterval(), cfg.CheckpointInterval),
 		heartbeat:  subscribeInterval(&b, "heartbeat_interval", req.GetHeartbeatInterval(), cfg.HeartbeatInterval),

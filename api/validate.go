@@ -339,11 +339,9 @@ func (s *Service) validateRead(req *cairnpb.ReadRequest) (readParams, error) {
 	return p, b.err()
 }
 
-func (s *Service) validateReadAll(req *cairnpb.ReadAllRequest) (readParams, error) {
-	if err := s.checkRequestSize(req); err != nil {
-		return readParams{}, err
-	}
-	f := req.GetFilter()
+// checkFilterSize refuses a filter with more than MaxFilterEntries entries in any field, before
+// any work is done (RESOURCE_EXHAUSTED, limit "filter_entries"). ReadAll and Subscribe share it.
+func (s *Service) checkFilterSize(f *cairnpb.Filter) error {
 	for _, field := range []struct {
 		name    string
 		entries []string
@@ -354,8 +352,18 @@ func (s *Service) validateReadAll(req *cairnpb.ReadAllRequest) (readParams, erro
 		{"filter.tags", f.GetTags()},
 	} {
 		if len(field.entries) > s.cfg.MaxFilterEntries {
-			return readParams{}, limitError("filter_entries", s.cfg.MaxFilterEntries, len(field.entries), field.name)
+			return limitError("filter_entries", s.cfg.MaxFilterEntries, len(field.entries), field.name)
 		}
+	}
+	return nil
+}
+
+func (s *Service) validateReadAll(req *cairnpb.ReadAllRequest) (readParams, error) {
+	if err := s.checkRequestSize(req); err != nil {
+		return readParams{}, err
+	}
+	if err := s.checkFilterSize(req.GetFilter()); err != nil {
+		return readParams{}, err
 	}
 	var b badRequest
 	p := readParams{
@@ -364,7 +372,7 @@ func (s *Service) validateReadAll(req *cairnpb.ReadAllRequest) (readParams, erro
 		dir:     checkDirection(&b, req.GetDirection()),
 		limit:   s.readLimit(req.GetLimit()),
 		opts:    checkReadOptions(&b, req.GetOptions()),
-		filter:  newFilter(&b, f),
+		filter:  newFilter(&b, req.GetFilter()),
 	}
 	return p, b.err()
 }

@@ -36,20 +36,7 @@ func TestWipedMemberIsRefused(t *testing.T) {
 	if err := os.RemoveAll(victim.DataDir); err != nil {
 		t.Fatal(err)
 	}
-	if err := victim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exitErr, err := victim.Wait(20 * time.Second)
-	if err != nil {
-		t.Fatalf("the wiped node kept running: %v", err)
-	}
-	if exitErr == nil {
-		t.Fatal("the wiped node exited 0")
-	}
-	log, _ := os.ReadFile(victim.LogPath)
-	if !strings.Contains(string(log), "already a member of the cluster") {
-		t.Fatalf("no clear refusal in the log of %s", victim.ID)
-	}
+	mustRefuseToStart(t, victim, "already a member of the cluster")
 	if _, err := leader.Events().Append(ctx, &cairnpb.AppendRequest{Stream: "s", Expected: anyRev(),
 		Events: []*cairnpb.EventData{event(newUUID())}}); err != nil {
 		t.Fatalf("the cluster stopped serving: %v", err)
@@ -96,22 +83,27 @@ func TestOtherClustersDataIsRefused(t *testing.T) {
 	if err := os.Rename(donor.DataDir, victim.DataDir); err != nil {
 		t.Fatal(err)
 	}
-	if err := victim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exitErr, err := victim.Wait(20 * time.Second)
-	if err != nil {
-		t.Fatalf("a node with another cluster's data kept running: %v", err)
-	}
-	if exitErr == nil {
-		t.Fatal("it exited 0")
-	}
-	logb, _ := os.ReadFile(victim.LogPath)
-	if !strings.Contains(string(logb), "belongs to another cluster") {
-		t.Fatalf("no clear refusal in the log of %s", victim.ID)
-	}
+	mustRefuseToStart(t, victim, "belongs to another cluster")
 	if _, err := leaderA.Events().Append(ctx, &cairnpb.AppendRequest{Stream: "s", Expected: anyRev(),
 		Events: []*cairnpb.EventData{event(newUUID())}}); err != nil {
 		t.Fatalf("cluster A stopped serving: %v", err)
+	}
+}
+
+// mustRefuseToStart starts n and expects it to exit non-zero by itself, saying why in its log.
+func mustRefuseToStart(t *testing.T, n *localcluster.Node, why string) {
+	t.Helper()
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exitErr, err := n.Wait(20 * time.Second)
+	if err != nil {
+		t.Fatalf("%s kept running: %v", n.ID, err)
+	}
+	if exitErr == nil {
+		t.Fatalf("%s exited 0", n.ID)
+	}
+	if log, _ := os.ReadFile(n.LogPath); !strings.Contains(string(log), why) {
+		t.Fatalf("no clear refusal (%q) in the log of %s", why, n.ID)
 	}
 }

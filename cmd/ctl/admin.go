@@ -18,12 +18,7 @@ func newAdminCommands(a *app) []*cobra.Command {
 	simple := func(use, short, long string, do func(ctx context.Context, c *client.Client, id string) error, done string) *cobra.Command {
 		return &cobra.Command{
 			Use: use + " <node-id>", Short: short, Long: long, Args: exactArgs(1),
-			RunE: a.run(func(ctx context.Context, _ *cobra.Command, args []string) error {
-				c, err := a.client()
-				if err != nil {
-					return err
-				}
-				defer c.Close()
+			RunE: a.withClient(func(ctx context.Context, c *client.Client, _ *cobra.Command, args []string) error {
 				if err := do(ctx, c, args[0]); err != nil {
 					return err
 				}
@@ -40,12 +35,7 @@ gossip and are added by the leader on their own; use this for a node that cannot
 cluster. It joins as a non-voter (and is promoted by the leader once caught up, if it gossips,
 or with 'cairnctl promote'); --voter adds it as a voter at once, for a node already caught up.`,
 		Args: exactArgs(2),
-		RunE: a.run(func(ctx context.Context, _ *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: a.withClient(func(ctx context.Context, c *client.Client, _ *cobra.Command, args []string) error {
 			if err := c.AddServer(ctx, args[0], args[1], voter); err != nil {
 				return err
 			}
@@ -60,12 +50,7 @@ or with 'cairnctl promote'); --voter adds it as a voter at once, for a node alre
 		Use:   "transfer-leader",
 		Short: "Hand leadership to another voter (--to, else the most up-to-date one)",
 		Args:  exactArgs(0),
-		RunE: a.run(func(ctx context.Context, _ *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: a.withClient(func(ctx context.Context, c *client.Client, _ *cobra.Command, _ []string) error {
 			if err := c.TransferLeader(ctx, to); err != nil {
 				return err
 			}
@@ -92,12 +77,7 @@ or with 'cairnctl promote'); --voter adds it as a voter at once, for a node alre
 		Use:   "snapshot",
 		Short: "Make a node snapshot its state and compact its raft log",
 		Args:  exactArgs(0),
-		RunE: a.run(func(ctx context.Context, _ *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: a.withClient(func(ctx context.Context, c *client.Client, _ *cobra.Command, _ []string) error {
 			s, err := c.Snapshot(ctx, nodeOpt()...)
 			if err != nil {
 				return err
@@ -113,12 +93,7 @@ or with 'cairnctl promote'); --voter adds it as a voter at once, for a node alre
 	config := &cobra.Command{Use: "config", Short: "Get or set a node's reloadable raft settings"}
 	get := &cobra.Command{
 		Use: "get", Short: "Show a node's reloadable raft settings", Args: exactArgs(0),
-		RunE: a.run(func(ctx context.Context, _ *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: a.withClient(func(ctx context.Context, c *client.Client, _ *cobra.Command, _ []string) error {
 			rc, err := c.GetRaftConfig(ctx, nodeOpt()...)
 			if err != nil {
 				return err
@@ -173,6 +148,18 @@ caught up: demote a node you are about to remove, or run read replicas with --no
 			func(ctx context.Context, c *client.Client, id string) error { return c.Demote(ctx, id) }, "demoted to non-voter"),
 		transfer, snapshot, raftCmd,
 	}
+}
+
+// withClient is run for commands that need a client: it opens one for the body and closes it.
+func (a *app) withClient(body func(ctx context.Context, c *client.Client, cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+		c, err := a.client()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return body(ctx, c, cmd, args)
+	})
 }
 
 // report prints v as JSON with --json, else the line.

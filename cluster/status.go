@@ -104,13 +104,18 @@ func suffrageName(s raft.ServerSuffrage) string {
 // this node is in the raft configuration, and its state machine is within maxLag entries of the
 // commit index it knows. It returns the reason when not ready.
 func (n *Node) Readiness(maxLag uint64) (bool, string) {
-	if _, id := n.raft.LeaderWithID(); id == "" {
+	_, leader := n.raft.LeaderWithID()
+	_, err := n.server(n.cfg.NodeID)
+	return readiness(leader != "", err == nil, n.fsm.AppliedIndex(), n.raft.CommitIndex(), maxLag)
+}
+
+func readiness(leaderKnown, member bool, applied, commit, maxLag uint64) (bool, string) {
+	switch {
+	case !leaderKnown:
 		return false, "no leader known"
-	}
-	if _, err := n.server(n.cfg.NodeID); err != nil {
+	case !member:
 		return false, "not in the raft configuration"
-	}
-	if commit, applied := n.raft.CommitIndex(), n.fsm.AppliedIndex(); applied+maxLag < commit {
+	case applied+maxLag < commit:
 		return false, fmt.Sprintf("catching up: applied %d of %d", applied, commit)
 	}
 	return true, ""

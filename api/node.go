@@ -46,6 +46,9 @@ type Store interface {
 	Stream(name string) fsm.StreamInfo
 	// AppliedIndex returns the raft index up to which this node's state is applied and readable.
 	AppliedIndex() uint64
+	// PositionAtTime returns the first readable position whose commit time is at or after ts
+	// (Unix nanoseconds), or one past the last readable position when there is none.
+	PositionAtTime(ts int64) uint64
 	// Watch returns the applied watermark with a channel closed when it next moves (a batch
 	// applied, a snapshot restored, the store closed); subscriptions follow the log with it. It
 	// fails with fsm.ErrClosed once the store is closed.

@@ -114,6 +114,9 @@ type scanParams struct {
 	fetch   func(from uint64, n int) ([]fsm.RecordedEvent, error)
 	key     func(*fsm.RecordedEvent) uint64
 	match   func(*fsm.RecordedEvent) bool // nil matches everything
+	// beyond, when set, marks records after an as-of point: a forward read ends at the first
+	// (end of the log as it was); a backward read skips them until it reaches the point.
+	beyond func(*fsm.RecordedEvent) bool
 }
 
 // scanResult is the outcome of a paged read.
@@ -148,6 +151,15 @@ func (s *Service) scan(ctx context.Context, p scanParams) (scanResult, error) {
 			r := &page[i]
 			if len(res.events) == p.limit || (p.maxScan > 0 && res.examined == p.maxScan) {
 				return res, nil
+			}
+			if p.beyond != nil && p.beyond(r) {
+				if p.dir == fsm.Forward {
+					res.end = true // the log as of the point ends here
+					return res, nil
+				}
+				res.examined++
+				res.last = p.key(r)
+				continue
 			}
 			if p.match == nil || p.match(r) {
 				ev := recordToPB(r)
@@ -204,7 +216,8 @@ func (s *Service) readStream(ctx context.Context, p readParams) (scanResult, err
 		fetch: func(from uint64, n int) ([]fsm.RecordedEvent, error) {
 			return store.ReadStream(p.stream, from, p.dir, n)
 		},
-		key: func(r *fsm.RecordedEvent) uint64 { return r.Revision },
+		key:    func(r *fsm.RecordedEvent) uint64 { return r.Revision },
+		beyond: p.asOf.beyondFunc(),
 	})
 }
 
@@ -231,6 +244,15 @@ func (s *Service) readAll(ctx context.Context, p readParams) (scanResult, uint64
 	case p.dir == fsm.Backward && from == 0:
 		// Backward from the start (position 0 is before the first position): nothing to read.
 		return scanResult{end: true}, 0, nil
+	case p.fromTime > 0:
+		// Commit times never decrease along the log, so the start is found by binary search.
+		from = store.PositionAtTime(p.fromTime)
+	}
+	if p.dir == fsm.Backward && p.asOf.position > 0 {
+		from = min(from, p.asOf.position) // start at the as-of point, not above it
+	}
+	if p.dir == fsm.Backward && p.asOf.time > 0 {
+		from = min(from, store.PositionAtTime(p.asOf.time+1)-1) // the last record at or before it
 	}
 	var match func(*fsm.RecordedEvent) bool
 	if !p.filter.empty() {
@@ -245,8 +267,9 @@ func (s *Service) readAll(ctx context.Context, p readParams) (scanResult, uint64
 		fetch: func(from uint64, n int) ([]fsm.RecordedEvent, error) {
 			return store.ReadAll(from, p.dir, n)
 		},
-		key:   func(r *fsm.RecordedEvent) uint64 { return r.Position },
-		match: match,
+		key:    func(r *fsm.RecordedEvent) uint64 { return r.Position },
+		match:  match,
+		beyond: p.asOf.beyondFunc(),
 	})
 	if err != nil {
 		return res, 0, err
@@ -291,4 +314,12 @@ func servedBy(info cluster.ReadInfo) *cairnpb.ServedBy {
 		LastContact:  durationpb.New(info.LastContact),
 		Leader:       info.Leader,
 	}
+}
+
+// beyondFunc returns the scan's as-of predicate, nil when the read is not bounded.
+func (a asOf) beyondFunc() func(*fsm.RecordedEvent) bool {
+	if !a.bounded() {
+		return nil
+	}
+	return a.beyond
 }

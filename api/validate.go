@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -266,6 +267,33 @@ type readParams struct {
 	limit   int
 	opts    cluster.ReadOptions
 	filter  filter
+	asOf    asOf
+	// fromTime (ReadAll) starts at the first record committed at or after it; 0 means unset.
+	fromTime int64
+}
+
+// asOf bounds a read to the log as it was at a position and/or a commit time ("time travel").
+type asOf struct {
+	position uint64 // 0: no bound
+	time     int64  // Unix nanoseconds; 0: no bound
+}
+
+// beyond reports whether r is after the as-of point.
+func (a asOf) beyond(r *fsm.RecordedEvent) bool {
+	return (a.position > 0 && r.Position > a.position) || (a.time > 0 && r.Timestamp > a.time)
+}
+
+func (a asOf) bounded() bool { return a.position > 0 || a.time > 0 }
+
+func checkTimestamp(b *badRequest, field string, ts *timestamppb.Timestamp) int64 {
+	if ts == nil {
+		return 0
+	}
+	if err := ts.CheckValid(); err != nil {
+		b.add(field, violationInvalidDuration, "not a valid timestamp: %v", err)
+		return 0
+	}
+	return max(ts.AsTime().UnixNano(), 1)
 }
 
 // checkDirection converts a direction; UNSPECIFIED is FORWARD.
@@ -336,6 +364,7 @@ func (s *Service) validateRead(req *cairnpb.ReadRequest) (readParams, error) {
 		limit:   s.readLimit(req.GetLimit()),
 		opts:    checkReadOptions(&b, req.GetOptions()),
 	}
+	p.asOf = asOf{position: req.GetStopAtPosition(), time: checkTimestamp(&b, "stop_at_time", req.GetStopAtTime())}
 	return p, b.err()
 }
 
@@ -373,6 +402,11 @@ func (s *Service) validateReadAll(req *cairnpb.ReadAllRequest) (readParams, erro
 		limit:   s.readLimit(req.GetLimit()),
 		opts:    checkReadOptions(&b, req.GetOptions()),
 		filter:  newFilter(&b, req.GetFilter()),
+	}
+	p.asOf = asOf{position: req.GetStopAtPosition(), time: checkTimestamp(&b, "stop_at_time", req.GetStopAtTime())}
+	p.fromTime = checkTimestamp(&b, "from_time", req.GetFromTime())
+	if p.fromTime > 0 && (p.fromEnd || p.dir == fsm.Backward) {
+		b.add("from_time", violationUnexpectedValue, "from_time starts a forward read; it cannot be combined with from_end or a backward read")
 	}
 	return p, b.err()
 }

@@ -1043,8 +1043,13 @@ type ReadRequest struct {
 	FromEnd   bool      `protobuf:"varint,3,opt,name=from_end,json=fromEnd,proto3" json:"from_end,omitempty"`
 	Direction Direction `protobuf:"varint,4,opt,name=direction,proto3,enum=cairn.v1.Direction" json:"direction,omitempty"`
 	// Maximum events to return; 0 means the server default.
-	Limit         uint32       `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
-	Options       *ReadOptions `protobuf:"bytes,6,opt,name=options,proto3" json:"options,omitempty"`
+	Limit   uint32       `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	Options *ReadOptions `protobuf:"bytes,6,opt,name=options,proto3" json:"options,omitempty"`
+	// As of: read the stream as it was at this position of $all (events at or below it; 0 means
+	// no bound) ...
+	StopAtPosition uint64 `protobuf:"varint,7,opt,name=stop_at_position,json=stopAtPosition,proto3" json:"stop_at_position,omitempty"`
+	// ... and at this commit time (events committed at or before it; unset means no bound).
+	StopAtTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=stop_at_time,json=stopAtTime,proto3" json:"stop_at_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1117,6 +1122,20 @@ func (x *ReadRequest) GetLimit() uint32 {
 func (x *ReadRequest) GetOptions() *ReadOptions {
 	if x != nil {
 		return x.Options
+	}
+	return nil
+}
+
+func (x *ReadRequest) GetStopAtPosition() uint64 {
+	if x != nil {
+		return x.StopAtPosition
+	}
+	return 0
+}
+
+func (x *ReadRequest) GetStopAtTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StopAtTime
 	}
 	return nil
 }
@@ -1257,12 +1276,19 @@ func (x *Filter) GetTags() []string {
 type ReadAllRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// First position to return (inclusive); 0 means the start. Ignored when from_end is set.
-	FromPosition  uint64       `protobuf:"varint,1,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
-	FromEnd       bool         `protobuf:"varint,2,opt,name=from_end,json=fromEnd,proto3" json:"from_end,omitempty"`
-	Direction     Direction    `protobuf:"varint,3,opt,name=direction,proto3,enum=cairn.v1.Direction" json:"direction,omitempty"`
-	Limit         uint32       `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
-	Filter        *Filter      `protobuf:"bytes,5,opt,name=filter,proto3" json:"filter,omitempty"`
-	Options       *ReadOptions `protobuf:"bytes,6,opt,name=options,proto3" json:"options,omitempty"`
+	FromPosition uint64       `protobuf:"varint,1,opt,name=from_position,json=fromPosition,proto3" json:"from_position,omitempty"`
+	FromEnd      bool         `protobuf:"varint,2,opt,name=from_end,json=fromEnd,proto3" json:"from_end,omitempty"`
+	Direction    Direction    `protobuf:"varint,3,opt,name=direction,proto3,enum=cairn.v1.Direction" json:"direction,omitempty"`
+	Limit        uint32       `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Filter       *Filter      `protobuf:"bytes,5,opt,name=filter,proto3" json:"filter,omitempty"`
+	Options      *ReadOptions `protobuf:"bytes,6,opt,name=options,proto3" json:"options,omitempty"`
+	// As of: only records at or below this position (0 means no bound) ...
+	StopAtPosition uint64 `protobuf:"varint,7,opt,name=stop_at_position,json=stopAtPosition,proto3" json:"stop_at_position,omitempty"`
+	// ... and committed at or before this time (unset means no bound).
+	StopAtTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=stop_at_time,json=stopAtTime,proto3" json:"stop_at_time,omitempty"`
+	// Start at the first record committed at or after this time (forward reads; found by binary
+	// search over the log, whose commit times never decrease). Overrides from_position.
+	FromTime      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1335,6 +1361,27 @@ func (x *ReadAllRequest) GetFilter() *Filter {
 func (x *ReadAllRequest) GetOptions() *ReadOptions {
 	if x != nil {
 		return x.Options
+	}
+	return nil
+}
+
+func (x *ReadAllRequest) GetStopAtPosition() uint64 {
+	if x != nil {
+		return x.StopAtPosition
+	}
+	return 0
+}
+
+func (x *ReadAllRequest) GetStopAtTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StopAtTime
+	}
+	return nil
+}
+
+func (x *ReadAllRequest) GetFromTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FromTime
 	}
 	return nil
 }
@@ -2146,14 +2193,17 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\x04tags\x18\n" +
 	" \x03(\tR\x04tags\x12;\n" +
 	"\vcommit_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"commitTime\"\xdf\x01\n" +
+	"commitTime\"\xc7\x02\n" +
 	"\vReadRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12#\n" +
 	"\rfrom_revision\x18\x02 \x01(\x04R\ffromRevision\x12\x19\n" +
 	"\bfrom_end\x18\x03 \x01(\bR\afromEnd\x121\n" +
 	"\tdirection\x18\x04 \x01(\x0e2\x13.cairn.v1.DirectionR\tdirection\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\rR\x05limit\x12/\n" +
-	"\aoptions\x18\x06 \x01(\v2\x15.cairn.v1.ReadOptionsR\aoptions\"\x94\x01\n" +
+	"\aoptions\x18\x06 \x01(\v2\x15.cairn.v1.ReadOptionsR\aoptions\x12(\n" +
+	"\x10stop_at_position\x18\a \x01(\x04R\x0estopAtPosition\x12<\n" +
+	"\fstop_at_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"stopAtTime\"\x94\x01\n" +
 	"\fReadResponse\x12/\n" +
 	"\x06events\x18\x01 \x03(\v2\x17.cairn.v1.RecordedEventR\x06events\x12/\n" +
 	"\tserved_by\x18\x02 \x01(\v2\x12.cairn.v1.ServedByR\bservedBy\x12\"\n" +
@@ -2163,14 +2213,18 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\vevent_types\x18\x02 \x03(\tR\n" +
 	"eventTypes\x12.\n" +
 	"\x13event_type_prefixes\x18\x03 \x03(\tR\x11eventTypePrefixes\x12\x12\n" +
-	"\x04tags\x18\x04 \x03(\tR\x04tags\"\xf4\x01\n" +
+	"\x04tags\x18\x04 \x03(\tR\x04tags\"\x95\x03\n" +
 	"\x0eReadAllRequest\x12#\n" +
 	"\rfrom_position\x18\x01 \x01(\x04R\ffromPosition\x12\x19\n" +
 	"\bfrom_end\x18\x02 \x01(\bR\afromEnd\x121\n" +
 	"\tdirection\x18\x03 \x01(\x0e2\x13.cairn.v1.DirectionR\tdirection\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\rR\x05limit\x12(\n" +
 	"\x06filter\x18\x05 \x01(\v2\x10.cairn.v1.FilterR\x06filter\x12/\n" +
-	"\aoptions\x18\x06 \x01(\v2\x15.cairn.v1.ReadOptionsR\aoptions\"\xc2\x01\n" +
+	"\aoptions\x18\x06 \x01(\v2\x15.cairn.v1.ReadOptionsR\aoptions\x12(\n" +
+	"\x10stop_at_position\x18\a \x01(\x04R\x0estopAtPosition\x12<\n" +
+	"\fstop_at_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"stopAtTime\x127\n" +
+	"\tfrom_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\"\xc2\x01\n" +
 	"\x0fReadAllResponse\x12/\n" +
 	"\x06events\x18\x01 \x03(\v2\x17.cairn.v1.RecordedEventR\x06events\x12/\n" +
 	"\tserved_by\x18\x02 \x01(\v2\x12.cairn.v1.ServedByR\bservedBy\x12/\n" +
@@ -2304,43 +2358,46 @@ var file_cairn_v1_events_proto_depIdxs = []int32{
 	28, // 12: cairn.v1.RecordedEvent.commit_time:type_name -> google.protobuf.Timestamp
 	0,  // 13: cairn.v1.ReadRequest.direction:type_name -> cairn.v1.Direction
 	11, // 14: cairn.v1.ReadRequest.options:type_name -> cairn.v1.ReadOptions
-	13, // 15: cairn.v1.ReadResponse.events:type_name -> cairn.v1.RecordedEvent
-	12, // 16: cairn.v1.ReadResponse.served_by:type_name -> cairn.v1.ServedBy
-	0,  // 17: cairn.v1.ReadAllRequest.direction:type_name -> cairn.v1.Direction
-	16, // 18: cairn.v1.ReadAllRequest.filter:type_name -> cairn.v1.Filter
-	11, // 19: cairn.v1.ReadAllRequest.options:type_name -> cairn.v1.ReadOptions
-	13, // 20: cairn.v1.ReadAllResponse.events:type_name -> cairn.v1.RecordedEvent
-	12, // 21: cairn.v1.ReadAllResponse.served_by:type_name -> cairn.v1.ServedBy
-	3,  // 22: cairn.v1.TombstoneRequest.expected:type_name -> cairn.v1.ExpectedRevision
-	28, // 23: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
-	16, // 24: cairn.v1.SubscribeRequest.filter:type_name -> cairn.v1.Filter
-	11, // 25: cairn.v1.SubscribeRequest.options:type_name -> cairn.v1.ReadOptions
-	29, // 26: cairn.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
-	29, // 27: cairn.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	13, // 28: cairn.v1.SubscribeResponse.event:type_name -> cairn.v1.RecordedEvent
-	23, // 29: cairn.v1.SubscribeResponse.caught_up:type_name -> cairn.v1.SubscribeResponse.CaughtUp
-	24, // 30: cairn.v1.SubscribeResponse.checkpoint:type_name -> cairn.v1.SubscribeResponse.Checkpoint
-	25, // 31: cairn.v1.SubscribeResponse.heartbeat:type_name -> cairn.v1.SubscribeResponse.Heartbeat
-	26, // 32: cairn.v1.SubscribeResponse.fell_behind:type_name -> cairn.v1.SubscribeResponse.FellBehind
-	27, // 33: cairn.v1.SubscribeResponse.events:type_name -> cairn.v1.SubscribeResponse.EventBatch
-	13, // 34: cairn.v1.SubscribeResponse.EventBatch.events:type_name -> cairn.v1.RecordedEvent
-	5,  // 35: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
-	8,  // 36: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
-	14, // 37: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
-	17, // 38: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
-	19, // 39: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
-	21, // 40: cairn.v1.Events.Subscribe:input_type -> cairn.v1.SubscribeRequest
-	6,  // 41: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
-	10, // 42: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
-	15, // 43: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
-	18, // 44: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
-	20, // 45: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
-	22, // 46: cairn.v1.Events.Subscribe:output_type -> cairn.v1.SubscribeResponse
-	41, // [41:47] is the sub-list for method output_type
-	35, // [35:41] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	28, // 15: cairn.v1.ReadRequest.stop_at_time:type_name -> google.protobuf.Timestamp
+	13, // 16: cairn.v1.ReadResponse.events:type_name -> cairn.v1.RecordedEvent
+	12, // 17: cairn.v1.ReadResponse.served_by:type_name -> cairn.v1.ServedBy
+	0,  // 18: cairn.v1.ReadAllRequest.direction:type_name -> cairn.v1.Direction
+	16, // 19: cairn.v1.ReadAllRequest.filter:type_name -> cairn.v1.Filter
+	11, // 20: cairn.v1.ReadAllRequest.options:type_name -> cairn.v1.ReadOptions
+	28, // 21: cairn.v1.ReadAllRequest.stop_at_time:type_name -> google.protobuf.Timestamp
+	28, // 22: cairn.v1.ReadAllRequest.from_time:type_name -> google.protobuf.Timestamp
+	13, // 23: cairn.v1.ReadAllResponse.events:type_name -> cairn.v1.RecordedEvent
+	12, // 24: cairn.v1.ReadAllResponse.served_by:type_name -> cairn.v1.ServedBy
+	3,  // 25: cairn.v1.TombstoneRequest.expected:type_name -> cairn.v1.ExpectedRevision
+	28, // 26: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
+	16, // 27: cairn.v1.SubscribeRequest.filter:type_name -> cairn.v1.Filter
+	11, // 28: cairn.v1.SubscribeRequest.options:type_name -> cairn.v1.ReadOptions
+	29, // 29: cairn.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
+	29, // 30: cairn.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	13, // 31: cairn.v1.SubscribeResponse.event:type_name -> cairn.v1.RecordedEvent
+	23, // 32: cairn.v1.SubscribeResponse.caught_up:type_name -> cairn.v1.SubscribeResponse.CaughtUp
+	24, // 33: cairn.v1.SubscribeResponse.checkpoint:type_name -> cairn.v1.SubscribeResponse.Checkpoint
+	25, // 34: cairn.v1.SubscribeResponse.heartbeat:type_name -> cairn.v1.SubscribeResponse.Heartbeat
+	26, // 35: cairn.v1.SubscribeResponse.fell_behind:type_name -> cairn.v1.SubscribeResponse.FellBehind
+	27, // 36: cairn.v1.SubscribeResponse.events:type_name -> cairn.v1.SubscribeResponse.EventBatch
+	13, // 37: cairn.v1.SubscribeResponse.EventBatch.events:type_name -> cairn.v1.RecordedEvent
+	5,  // 38: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
+	8,  // 39: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
+	14, // 40: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
+	17, // 41: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
+	19, // 42: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
+	21, // 43: cairn.v1.Events.Subscribe:input_type -> cairn.v1.SubscribeRequest
+	6,  // 44: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
+	10, // 45: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
+	15, // 46: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
+	18, // 47: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
+	20, // 48: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
+	22, // 49: cairn.v1.Events.Subscribe:output_type -> cairn.v1.SubscribeResponse
+	44, // [44:50] is the sub-list for method output_type
+	38, // [38:44] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_events_proto_init() }

@@ -1864,6 +1864,177 @@ func (*SubscribeResponse_FellBehind_) isSubscribeResponse_Kind() {}
 
 func (*SubscribeResponse_Events) isSubscribeResponse_Kind() {}
 
+// GetStreamInfoRequest names the stream.
+type GetStreamInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stream        string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Options       *ReadOptions           `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStreamInfoRequest) Reset() {
+	*x = GetStreamInfoRequest{}
+	mi := &file_cairn_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStreamInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStreamInfoRequest) ProtoMessage() {}
+
+func (x *GetStreamInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStreamInfoRequest.ProtoReflect.Descriptor instead.
+func (*GetStreamInfoRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetStreamInfoRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *GetStreamInfoRequest) GetOptions() *ReadOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+// GetStreamInfoResponse describes the stream.
+type GetStreamInfoResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stream        string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Exists        bool                   `protobuf:"varint,2,opt,name=exists,proto3" json:"exists,omitempty"`
+	Tombstoned    bool                   `protobuf:"varint,3,opt,name=tombstoned,proto3" json:"tombstoned,omitempty"`
+	FirstRevision uint64                 `protobuf:"varint,4,opt,name=first_revision,json=firstRevision,proto3" json:"first_revision,omitempty"`
+	LastRevision  uint64                 `protobuf:"varint,5,opt,name=last_revision,json=lastRevision,proto3" json:"last_revision,omitempty"`
+	LastPosition  uint64                 `protobuf:"varint,6,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	EventCount    uint64                 `protobuf:"varint,7,opt,name=event_count,json=eventCount,proto3" json:"event_count,omitempty"`
+	// Commit times of the first and last event.
+	Created       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created,proto3" json:"created,omitempty"`
+	Updated       *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated,proto3" json:"updated,omitempty"`
+	ServedBy      *ServedBy              `protobuf:"bytes,10,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStreamInfoResponse) Reset() {
+	*x = GetStreamInfoResponse{}
+	mi := &file_cairn_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStreamInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStreamInfoResponse) ProtoMessage() {}
+
+func (x *GetStreamInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStreamInfoResponse.ProtoReflect.Descriptor instead.
+func (*GetStreamInfoResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetStreamInfoResponse) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *GetStreamInfoResponse) GetExists() bool {
+	if x != nil {
+		return x.Exists
+	}
+	return false
+}
+
+func (x *GetStreamInfoResponse) GetTombstoned() bool {
+	if x != nil {
+		return x.Tombstoned
+	}
+	return false
+}
+
+func (x *GetStreamInfoResponse) GetFirstRevision() uint64 {
+	if x != nil {
+		return x.FirstRevision
+	}
+	return 0
+}
+
+func (x *GetStreamInfoResponse) GetLastRevision() uint64 {
+	if x != nil {
+		return x.LastRevision
+	}
+	return 0
+}
+
+func (x *GetStreamInfoResponse) GetLastPosition() uint64 {
+	if x != nil {
+		return x.LastPosition
+	}
+	return 0
+}
+
+func (x *GetStreamInfoResponse) GetEventCount() uint64 {
+	if x != nil {
+		return x.EventCount
+	}
+	return 0
+}
+
+func (x *GetStreamInfoResponse) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *GetStreamInfoResponse) GetUpdated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Updated
+	}
+	return nil
+}
+
+func (x *GetStreamInfoResponse) GetServedBy() *ServedBy {
+	if x != nil {
+		return x.ServedBy
+	}
+	return nil
+}
+
 // CaughtUp marks the hand-over from history to live delivery: every matching event up to
 // position (and, for a stream, revision) was delivered before it. Sent once after the
 // catch-up, and again after each fell_behind.
@@ -1880,7 +2051,7 @@ type SubscribeResponse_CaughtUp struct {
 
 func (x *SubscribeResponse_CaughtUp) Reset() {
 	*x = SubscribeResponse_CaughtUp{}
-	mi := &file_cairn_v1_events_proto_msgTypes[20]
+	mi := &file_cairn_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +2063,7 @@ func (x *SubscribeResponse_CaughtUp) String() string {
 func (*SubscribeResponse_CaughtUp) ProtoMessage() {}
 
 func (x *SubscribeResponse_CaughtUp) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_events_proto_msgTypes[20]
+	mi := &file_cairn_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1935,7 +2106,7 @@ type SubscribeResponse_Checkpoint struct {
 
 func (x *SubscribeResponse_Checkpoint) Reset() {
 	*x = SubscribeResponse_Checkpoint{}
-	mi := &file_cairn_v1_events_proto_msgTypes[21]
+	mi := &file_cairn_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2118,7 @@ func (x *SubscribeResponse_Checkpoint) String() string {
 func (*SubscribeResponse_Checkpoint) ProtoMessage() {}
 
 func (x *SubscribeResponse_Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_events_proto_msgTypes[21]
+	mi := &file_cairn_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2150,7 @@ type SubscribeResponse_Heartbeat struct {
 
 func (x *SubscribeResponse_Heartbeat) Reset() {
 	*x = SubscribeResponse_Heartbeat{}
-	mi := &file_cairn_v1_events_proto_msgTypes[22]
+	mi := &file_cairn_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2162,7 @@ func (x *SubscribeResponse_Heartbeat) String() string {
 func (*SubscribeResponse_Heartbeat) ProtoMessage() {}
 
 func (x *SubscribeResponse_Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_events_proto_msgTypes[22]
+	mi := &file_cairn_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2022,7 +2193,7 @@ type SubscribeResponse_FellBehind struct {
 
 func (x *SubscribeResponse_FellBehind) Reset() {
 	*x = SubscribeResponse_FellBehind{}
-	mi := &file_cairn_v1_events_proto_msgTypes[23]
+	mi := &file_cairn_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2205,7 @@ func (x *SubscribeResponse_FellBehind) String() string {
 func (*SubscribeResponse_FellBehind) ProtoMessage() {}
 
 func (x *SubscribeResponse_FellBehind) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_events_proto_msgTypes[23]
+	mi := &file_cairn_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2247,7 @@ type SubscribeResponse_EventBatch struct {
 
 func (x *SubscribeResponse_EventBatch) Reset() {
 	*x = SubscribeResponse_EventBatch{}
-	mi := &file_cairn_v1_events_proto_msgTypes[24]
+	mi := &file_cairn_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2259,7 @@ func (x *SubscribeResponse_EventBatch) String() string {
 func (*SubscribeResponse_EventBatch) ProtoMessage() {}
 
 func (x *SubscribeResponse_EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_events_proto_msgTypes[24]
+	mi := &file_cairn_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2278,7 +2449,25 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"EventBatch\x12/\n" +
 	"\x06events\x18\x01 \x03(\v2\x17.cairn.v1.RecordedEventR\x06eventsB\x06\n" +
-	"\x04kind*U\n" +
+	"\x04kind\"_\n" +
+	"\x14GetStreamInfoRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12/\n" +
+	"\aoptions\x18\x02 \x01(\v2\x15.cairn.v1.ReadOptionsR\aoptions\"\x96\x03\n" +
+	"\x15GetStreamInfoResponse\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x16\n" +
+	"\x06exists\x18\x02 \x01(\bR\x06exists\x12\x1e\n" +
+	"\n" +
+	"tombstoned\x18\x03 \x01(\bR\n" +
+	"tombstoned\x12%\n" +
+	"\x0efirst_revision\x18\x04 \x01(\x04R\rfirstRevision\x12#\n" +
+	"\rlast_revision\x18\x05 \x01(\x04R\flastRevision\x12#\n" +
+	"\rlast_position\x18\x06 \x01(\x04R\flastPosition\x12\x1f\n" +
+	"\vevent_count\x18\a \x01(\x04R\n" +
+	"eventCount\x124\n" +
+	"\acreated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
+	"\aupdated\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x12/\n" +
+	"\tserved_by\x18\n" +
+	" \x01(\v2\x12.cairn.v1.ServedByR\bservedBy*U\n" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11DIRECTION_FORWARD\x10\x01\x12\x16\n" +
@@ -2287,13 +2476,14 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x16\n" +
 	"\x12CONSISTENCY_LEADER\x10\x02\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x032\x96\x03\n" +
+	"\x11CONSISTENCY_STALE\x10\x032\xe8\x03\n" +
 	"\x06Events\x12;\n" +
 	"\x06Append\x12\x17.cairn.v1.AppendRequest\x1a\x18.cairn.v1.AppendResponse\x12J\n" +
 	"\vAppendMulti\x12\x1c.cairn.v1.AppendMultiRequest\x1a\x1d.cairn.v1.AppendMultiResponse\x125\n" +
 	"\x04Read\x12\x15.cairn.v1.ReadRequest\x1a\x16.cairn.v1.ReadResponse\x12>\n" +
 	"\aReadAll\x12\x18.cairn.v1.ReadAllRequest\x1a\x19.cairn.v1.ReadAllResponse\x12D\n" +
-	"\tTombstone\x12\x1a.cairn.v1.TombstoneRequest\x1a\x1b.cairn.v1.TombstoneResponse\x12F\n" +
+	"\tTombstone\x12\x1a.cairn.v1.TombstoneRequest\x1a\x1b.cairn.v1.TombstoneResponse\x12P\n" +
+	"\rGetStreamInfo\x12\x1e.cairn.v1.GetStreamInfoRequest\x1a\x1f.cairn.v1.GetStreamInfoResponse\x12F\n" +
 	"\tSubscribe\x12\x1a.cairn.v1.SubscribeRequest\x1a\x1b.cairn.v1.SubscribeResponse0\x01B&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
 
 var (
@@ -2309,7 +2499,7 @@ func file_cairn_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cairn_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_cairn_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_cairn_v1_events_proto_goTypes = []any{
 	(Direction)(0),                       // 0: cairn.v1.Direction
 	(Consistency)(0),                     // 1: cairn.v1.Consistency
@@ -2334,70 +2524,78 @@ var file_cairn_v1_events_proto_goTypes = []any{
 	(*TombstoneResponse)(nil),            // 20: cairn.v1.TombstoneResponse
 	(*SubscribeRequest)(nil),             // 21: cairn.v1.SubscribeRequest
 	(*SubscribeResponse)(nil),            // 22: cairn.v1.SubscribeResponse
-	(*SubscribeResponse_CaughtUp)(nil),   // 23: cairn.v1.SubscribeResponse.CaughtUp
-	(*SubscribeResponse_Checkpoint)(nil), // 24: cairn.v1.SubscribeResponse.Checkpoint
-	(*SubscribeResponse_Heartbeat)(nil),  // 25: cairn.v1.SubscribeResponse.Heartbeat
-	(*SubscribeResponse_FellBehind)(nil), // 26: cairn.v1.SubscribeResponse.FellBehind
-	(*SubscribeResponse_EventBatch)(nil), // 27: cairn.v1.SubscribeResponse.EventBatch
-	(*timestamppb.Timestamp)(nil),        // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),          // 29: google.protobuf.Duration
+	(*GetStreamInfoRequest)(nil),         // 23: cairn.v1.GetStreamInfoRequest
+	(*GetStreamInfoResponse)(nil),        // 24: cairn.v1.GetStreamInfoResponse
+	(*SubscribeResponse_CaughtUp)(nil),   // 25: cairn.v1.SubscribeResponse.CaughtUp
+	(*SubscribeResponse_Checkpoint)(nil), // 26: cairn.v1.SubscribeResponse.Checkpoint
+	(*SubscribeResponse_Heartbeat)(nil),  // 27: cairn.v1.SubscribeResponse.Heartbeat
+	(*SubscribeResponse_FellBehind)(nil), // 28: cairn.v1.SubscribeResponse.FellBehind
+	(*SubscribeResponse_EventBatch)(nil), // 29: cairn.v1.SubscribeResponse.EventBatch
+	(*timestamppb.Timestamp)(nil),        // 30: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 31: google.protobuf.Duration
 }
 var file_cairn_v1_events_proto_depIdxs = []int32{
 	2,  // 0: cairn.v1.ExpectedRevision.kind:type_name -> cairn.v1.ExpectedRevision.Kind
 	3,  // 1: cairn.v1.AppendRequest.expected:type_name -> cairn.v1.ExpectedRevision
 	4,  // 2: cairn.v1.AppendRequest.events:type_name -> cairn.v1.EventData
-	28, // 3: cairn.v1.AppendResponse.commit_time:type_name -> google.protobuf.Timestamp
+	30, // 3: cairn.v1.AppendResponse.commit_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: cairn.v1.StreamAppend.expected:type_name -> cairn.v1.ExpectedRevision
 	4,  // 5: cairn.v1.StreamAppend.events:type_name -> cairn.v1.EventData
 	7,  // 6: cairn.v1.AppendMultiRequest.appends:type_name -> cairn.v1.StreamAppend
 	9,  // 7: cairn.v1.AppendMultiResponse.results:type_name -> cairn.v1.StreamAppendResult
-	28, // 8: cairn.v1.AppendMultiResponse.commit_time:type_name -> google.protobuf.Timestamp
+	30, // 8: cairn.v1.AppendMultiResponse.commit_time:type_name -> google.protobuf.Timestamp
 	1,  // 9: cairn.v1.ReadOptions.consistency:type_name -> cairn.v1.Consistency
-	29, // 10: cairn.v1.ReadOptions.max_staleness:type_name -> google.protobuf.Duration
-	29, // 11: cairn.v1.ServedBy.last_contact:type_name -> google.protobuf.Duration
-	28, // 12: cairn.v1.RecordedEvent.commit_time:type_name -> google.protobuf.Timestamp
+	31, // 10: cairn.v1.ReadOptions.max_staleness:type_name -> google.protobuf.Duration
+	31, // 11: cairn.v1.ServedBy.last_contact:type_name -> google.protobuf.Duration
+	30, // 12: cairn.v1.RecordedEvent.commit_time:type_name -> google.protobuf.Timestamp
 	0,  // 13: cairn.v1.ReadRequest.direction:type_name -> cairn.v1.Direction
 	11, // 14: cairn.v1.ReadRequest.options:type_name -> cairn.v1.ReadOptions
-	28, // 15: cairn.v1.ReadRequest.stop_at_time:type_name -> google.protobuf.Timestamp
+	30, // 15: cairn.v1.ReadRequest.stop_at_time:type_name -> google.protobuf.Timestamp
 	13, // 16: cairn.v1.ReadResponse.events:type_name -> cairn.v1.RecordedEvent
 	12, // 17: cairn.v1.ReadResponse.served_by:type_name -> cairn.v1.ServedBy
 	0,  // 18: cairn.v1.ReadAllRequest.direction:type_name -> cairn.v1.Direction
 	16, // 19: cairn.v1.ReadAllRequest.filter:type_name -> cairn.v1.Filter
 	11, // 20: cairn.v1.ReadAllRequest.options:type_name -> cairn.v1.ReadOptions
-	28, // 21: cairn.v1.ReadAllRequest.stop_at_time:type_name -> google.protobuf.Timestamp
-	28, // 22: cairn.v1.ReadAllRequest.from_time:type_name -> google.protobuf.Timestamp
+	30, // 21: cairn.v1.ReadAllRequest.stop_at_time:type_name -> google.protobuf.Timestamp
+	30, // 22: cairn.v1.ReadAllRequest.from_time:type_name -> google.protobuf.Timestamp
 	13, // 23: cairn.v1.ReadAllResponse.events:type_name -> cairn.v1.RecordedEvent
 	12, // 24: cairn.v1.ReadAllResponse.served_by:type_name -> cairn.v1.ServedBy
 	3,  // 25: cairn.v1.TombstoneRequest.expected:type_name -> cairn.v1.ExpectedRevision
-	28, // 26: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
+	30, // 26: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
 	16, // 27: cairn.v1.SubscribeRequest.filter:type_name -> cairn.v1.Filter
 	11, // 28: cairn.v1.SubscribeRequest.options:type_name -> cairn.v1.ReadOptions
-	29, // 29: cairn.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
-	29, // 30: cairn.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	31, // 29: cairn.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
+	31, // 30: cairn.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
 	13, // 31: cairn.v1.SubscribeResponse.event:type_name -> cairn.v1.RecordedEvent
-	23, // 32: cairn.v1.SubscribeResponse.caught_up:type_name -> cairn.v1.SubscribeResponse.CaughtUp
-	24, // 33: cairn.v1.SubscribeResponse.checkpoint:type_name -> cairn.v1.SubscribeResponse.Checkpoint
-	25, // 34: cairn.v1.SubscribeResponse.heartbeat:type_name -> cairn.v1.SubscribeResponse.Heartbeat
-	26, // 35: cairn.v1.SubscribeResponse.fell_behind:type_name -> cairn.v1.SubscribeResponse.FellBehind
-	27, // 36: cairn.v1.SubscribeResponse.events:type_name -> cairn.v1.SubscribeResponse.EventBatch
-	13, // 37: cairn.v1.SubscribeResponse.EventBatch.events:type_name -> cairn.v1.RecordedEvent
-	5,  // 38: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
-	8,  // 39: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
-	14, // 40: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
-	17, // 41: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
-	19, // 42: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
-	21, // 43: cairn.v1.Events.Subscribe:input_type -> cairn.v1.SubscribeRequest
-	6,  // 44: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
-	10, // 45: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
-	15, // 46: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
-	18, // 47: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
-	20, // 48: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
-	22, // 49: cairn.v1.Events.Subscribe:output_type -> cairn.v1.SubscribeResponse
-	44, // [44:50] is the sub-list for method output_type
-	38, // [38:44] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	25, // 32: cairn.v1.SubscribeResponse.caught_up:type_name -> cairn.v1.SubscribeResponse.CaughtUp
+	26, // 33: cairn.v1.SubscribeResponse.checkpoint:type_name -> cairn.v1.SubscribeResponse.Checkpoint
+	27, // 34: cairn.v1.SubscribeResponse.heartbeat:type_name -> cairn.v1.SubscribeResponse.Heartbeat
+	28, // 35: cairn.v1.SubscribeResponse.fell_behind:type_name -> cairn.v1.SubscribeResponse.FellBehind
+	29, // 36: cairn.v1.SubscribeResponse.events:type_name -> cairn.v1.SubscribeResponse.EventBatch
+	11, // 37: cairn.v1.GetStreamInfoRequest.options:type_name -> cairn.v1.ReadOptions
+	30, // 38: cairn.v1.GetStreamInfoResponse.created:type_name -> google.protobuf.Timestamp
+	30, // 39: cairn.v1.GetStreamInfoResponse.updated:type_name -> google.protobuf.Timestamp
+	12, // 40: cairn.v1.GetStreamInfoResponse.served_by:type_name -> cairn.v1.ServedBy
+	13, // 41: cairn.v1.SubscribeResponse.EventBatch.events:type_name -> cairn.v1.RecordedEvent
+	5,  // 42: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
+	8,  // 43: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
+	14, // 44: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
+	17, // 45: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
+	19, // 46: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
+	23, // 47: cairn.v1.Events.GetStreamInfo:input_type -> cairn.v1.GetStreamInfoRequest
+	21, // 48: cairn.v1.Events.Subscribe:input_type -> cairn.v1.SubscribeRequest
+	6,  // 49: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
+	10, // 50: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
+	15, // 51: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
+	18, // 52: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
+	20, // 53: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
+	24, // 54: cairn.v1.Events.GetStreamInfo:output_type -> cairn.v1.GetStreamInfoResponse
+	22, // 55: cairn.v1.Events.Subscribe:output_type -> cairn.v1.SubscribeResponse
+	49, // [49:56] is the sub-list for method output_type
+	42, // [42:49] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_events_proto_init() }
@@ -2413,14 +2611,14 @@ func file_cairn_v1_events_proto_init() {
 		(*SubscribeResponse_FellBehind_)(nil),
 		(*SubscribeResponse_Events)(nil),
 	}
-	file_cairn_v1_events_proto_msgTypes[20].OneofWrappers = []any{}
+	file_cairn_v1_events_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_events_proto_rawDesc), len(file_cairn_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,12 +25,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Events_Append_FullMethodName      = "/cairn.v1.Events/Append"
-	Events_AppendMulti_FullMethodName = "/cairn.v1.Events/AppendMulti"
-	Events_Read_FullMethodName        = "/cairn.v1.Events/Read"
-	Events_ReadAll_FullMethodName     = "/cairn.v1.Events/ReadAll"
-	Events_Tombstone_FullMethodName   = "/cairn.v1.Events/Tombstone"
-	Events_Subscribe_FullMethodName   = "/cairn.v1.Events/Subscribe"
+	Events_Append_FullMethodName        = "/cairn.v1.Events/Append"
+	Events_AppendMulti_FullMethodName   = "/cairn.v1.Events/AppendMulti"
+	Events_Read_FullMethodName          = "/cairn.v1.Events/Read"
+	Events_ReadAll_FullMethodName       = "/cairn.v1.Events/ReadAll"
+	Events_Tombstone_FullMethodName     = "/cairn.v1.Events/Tombstone"
+	Events_GetStreamInfo_FullMethodName = "/cairn.v1.Events/GetStreamInfo"
+	Events_Subscribe_FullMethodName     = "/cairn.v1.Events/Subscribe"
 )
 
 // EventsClient is the client API for Events service.
@@ -55,6 +56,10 @@ type EventsClient interface {
 	// again (appends fail with FAILED_PRECONDITION) and reads of it fail with FAILED_PRECONDITION.
 	// The tombstone takes a position in $all.
 	Tombstone(ctx context.Context, in *TombstoneRequest, opts ...grpc.CallOption) (*TombstoneResponse, error)
+	// GetStreamInfo describes one stream: whether it exists or is tombstoned, its revisions, last
+	// position, event count and first/last commit times. A stream that never had events is not an
+	// error: exists is false.
+	GetStreamInfo(ctx context.Context, in *GetStreamInfoRequest, opts ...grpc.CallOption) (*GetStreamInfoResponse, error)
 	// Subscribe delivers the events of one stream or of $all after a starting point (exclusive):
 	// first from history (catch-up), then live as they are applied, with no gap and no duplicate
 	// at the hand-over. The stream of responses never ends by itself; see SubscribeRequest and
@@ -120,6 +125,16 @@ func (c *eventsClient) Tombstone(ctx context.Context, in *TombstoneRequest, opts
 	return out, nil
 }
 
+func (c *eventsClient) GetStreamInfo(ctx context.Context, in *GetStreamInfoRequest, opts ...grpc.CallOption) (*GetStreamInfoResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStreamInfoResponse)
+	err := c.cc.Invoke(ctx, Events_GetStreamInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *eventsClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Events_ServiceDesc.Streams[0], Events_Subscribe_FullMethodName, cOpts...)
@@ -161,6 +176,10 @@ type EventsServer interface {
 	// again (appends fail with FAILED_PRECONDITION) and reads of it fail with FAILED_PRECONDITION.
 	// The tombstone takes a position in $all.
 	Tombstone(context.Context, *TombstoneRequest) (*TombstoneResponse, error)
+	// GetStreamInfo describes one stream: whether it exists or is tombstoned, its revisions, last
+	// position, event count and first/last commit times. A stream that never had events is not an
+	// error: exists is false.
+	GetStreamInfo(context.Context, *GetStreamInfoRequest) (*GetStreamInfoResponse, error)
 	// Subscribe delivers the events of one stream or of $all after a starting point (exclusive):
 	// first from history (catch-up), then live as they are applied, with no gap and no duplicate
 	// at the hand-over. The stream of responses never ends by itself; see SubscribeRequest and
@@ -190,6 +209,9 @@ func (UnimplementedEventsServer) ReadAll(context.Context, *ReadAllRequest) (*Rea
 }
 func (UnimplementedEventsServer) Tombstone(context.Context, *TombstoneRequest) (*TombstoneResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Tombstone not implemented")
+}
+func (UnimplementedEventsServer) GetStreamInfo(context.Context, *GetStreamInfoRequest) (*GetStreamInfoResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStreamInfo not implemented")
 }
 func (UnimplementedEventsServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
@@ -305,6 +327,24 @@ func _Events_Tombstone_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Events_GetStreamInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStreamInfoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventsServer).GetStreamInfo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Events_GetStreamInfo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventsServer).GetStreamInfo(ctx, req.(*GetStreamInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Events_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(SubscribeRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -342,6 +382,10 @@ var Events_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Tombstone",
 			Handler:    _Events_Tombstone_Handler,
+		},
+		{
+			MethodName: "GetStreamInfo",
+			Handler:    _Events_GetStreamInfo_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -65,3 +65,18 @@ func TestAdminCommands(t *testing.T) {
 	}
 	wantExit(t, exitUsage, at("raft", "config", "set")...)
 }
+
+func TestStreamInfoCommand(t *testing.T) {
+	tc := testcluster.New(t, 1)
+	addr := tc.Nodes[0].Addr
+	ok(t, "--addr", addr, "append", "orders-9", "--type", "A", "--data", "{}")
+	ok(t, "--addr", addr, "append", "orders-9", "--type", "B", "--data", "{}")
+	out := ok(t, "--addr", addr, "stream", "info", "orders-9")
+	if !strings.Contains(out, "EVENTS         2") || !strings.Contains(out, "REVISIONS      0..1") {
+		t.Fatalf("stream info:\n%s", out)
+	}
+	var info map[string]any
+	if err := json.Unmarshal([]byte(ok(t, "--addr", addr, "--json", "stream", "info", "nope")), &info); err != nil || info["exists"] != false {
+		t.Fatalf("stream info of a missing stream: %v %v", info, err)
+	}
+}

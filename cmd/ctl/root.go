@@ -152,6 +152,7 @@ forwarded to the leader. Output is a table for people by default, JSON with --js
 		newDevCommand(a),
 	)
 	root.AddCommand(newAdminCommands(a)...)
+	root.AddCommand(newStreamCommand(a))
 	return root
 }
 

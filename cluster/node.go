@@ -287,17 +287,25 @@ func (n *Node) WaitForLeader(ctx context.Context) (string, error) {
 // when already in raft, ErrOutcomeUnknown.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
-		if n.raft != nil && n.cfg.LeaveOnClose {
-			n.leave()
-		} else if n.raft != nil && n.raft.State() == raft.Leader && n.voterCount() > 1 {
-			if err := n.raft.LeadershipTransfer().Error(); err != nil {
-				n.log.Warn("leadership transfer before shutdown failed", "error", err)
+		leaveGossip := func() {
+			if n.gossip != nil {
+				if err := n.gossip.Leave(time.Second); err != nil {
+					n.log.Warn("leaving gossip failed", "error", err)
+				}
 			}
 		}
-		if n.gossip != nil {
-			if err := n.gossip.Leave(time.Second); err != nil {
-				n.log.Warn("leaving gossip failed", "error", err)
+		if n.raft != nil && n.cfg.LeaveOnClose {
+			// Leave gossip first: while this node still gossips as alive, the leader's
+			// reconciler would add it straight back after the removal.
+			leaveGossip()
+			n.leave()
+		} else {
+			if n.raft != nil && n.raft.State() == raft.Leader && n.voterCount() > 1 {
+				if err := n.raft.LeadershipTransfer().Error(); err != nil {
+					n.log.Warn("leadership transfer before shutdown failed", "error", err)
+				}
 			}
+			leaveGossip()
 		}
 		close(n.shutdownCh)
 		n.closeErr = n.closeResources()

@@ -232,6 +232,17 @@ func Global(a *Analysis) *Result {
 		}
 		if div < 0 && len(other) != len(log) {
 			div = n
+			// One drain is a prefix of the other. That is no divergence when the shorter one was
+			// served at a lower applied index and everything it lacks was written by appends
+			// whose outcome was unknown: those may commit after the final probe that every
+			// drain waits for (their clients gave up, the server did not).
+			shortApplied, longApplied, extra := d.Out().Applied, a.Drains[a.LogNode].Out().Applied, log[n:]
+			if len(other) > len(log) {
+				shortApplied, longApplied, extra = longApplied, shortApplied, other[n:]
+			}
+			if shortApplied < longApplied && allUnknown(extra, unknown) {
+				div = -1
+			}
 		}
 		if div >= 0 {
 			r.add(Anomaly{Kind: "drain-divergence", Node: node, Ops: []int{d.Inv.Index},
@@ -303,6 +314,16 @@ func extendsWithUnknown(log, read []uint64, unknown map[uint64]bool) bool {
 	}
 	for _, id := range log[len(read):] {
 		if !unknown[id] {
+			return false
+		}
+	}
+	return true
+}
+
+// allUnknown reports whether every record was written by an append whose outcome was unknown.
+func allUnknown(recs []history.Record, unknown map[uint64]bool) bool {
+	for _, rec := range recs {
+		if !unknown[rec.ID] {
 			return false
 		}
 	}

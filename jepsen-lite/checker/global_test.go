@@ -341,3 +341,45 @@ func TestGlobalFinalReadExtendedByUnknownAppend(t *testing.T) {
 		}
 	}
 }
+
+// A node whose drain was served at a lower applied index may lack the last records, if an append
+// of unknown outcome wrote them after the final probe; the same shortfall of an acknowledged
+// append stays a divergence.
+func TestGlobalDrainPrefixOfLateUnknownAppend(t *testing.T) {
+	drainAt := func(h *hist, p int, node string, recs []history.Record, applied uint64, reference bool) {
+		v := ""
+		if reference {
+			v = "reference"
+		}
+		h.op(p, 100, 110, history.Op{F: history.Drain, Node: node, Value: v, Final: true},
+			&history.Op{Type: history.OK, Records: recs, End: true, Final: true, Applied: applied})
+	}
+	full := []history.Record{rec(a1, "x", 0, 1), rec(a2, "x", 1, 2)}
+	for _, tt := range []struct {
+		name    string
+		late    history.Type
+		anomaly bool
+	}{
+		{"unknown append landed late", history.Info, false},
+		{"acknowledged append missing", history.OK, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var h hist
+			h.appendAt(0, 0, 10, "x", []uint64{a1}, 1, 1, 5)
+			if tt.late == history.Info {
+				h.appendOutcome(1, 20, 30, "x", history.ExpectAny, []uint64{a2}, history.Info, "DEADLINE_EXCEEDED")
+			} else {
+				h.appendAt(1, 20, 30, "x", []uint64{a2}, 2, 2, 6)
+			}
+			drainAt(&h, 3, "n1", full, 6, true)
+			drainAt(&h, 4, "n2", full[:1], 5, false)
+			found := false
+			for _, an := range Global(analyze(t, &h)).Anomalies {
+				found = found || an.Kind == "drain-divergence"
+			}
+			if found != tt.anomaly {
+				t.Fatalf("drain-divergence reported: %v, want %v", found, tt.anomaly)
+			}
+		})
+	}
+}

@@ -39,8 +39,10 @@ compose-smoke:
 	bash scripts/compose-smoke.sh
 
 ## test: formatting, vet, generated-code freshness, then every test with the race detector.
+## Packages run one at a time (-p 1): systemtest and jepsen-lite each start real clusters of
+## processes, and side by side on 2 cores their timing-based checks flake.
 test: fmt-check vet proto-check
-	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+	$(GO) test -race -count=1 -p 1 -timeout 12m $(PKGS)
 
 vet:
 	$(GO) vet $(PKGS)

@@ -22,9 +22,10 @@ type dedupeIndex struct {
 	byID    map[[16]byte]uint64 // event id -> global position
 	deleted int                 // deletes since byID was last rebuilt
 
-	ring []dedupeEntry // remembered events in position order: ring[head], ring[head+1], ... (mod len)
-	head int
-	n    int
+	ring    []dedupeEntry // remembered events in position order: ring[head], ring[head+1], ... (mod len)
+	head    int
+	n       int
+	resizes int // ring reallocations, for tests of the growth policy
 }
 
 type dedupeEntry struct {
@@ -52,17 +53,21 @@ func (d *dedupeIndex) add(id [16]byte, pos uint64, ts int64) {
 	d.byID[id] = pos
 }
 
-// grow doubles the ring (up to maxEvents+1 slots), unrolling it to start at index 0.
+// grow doubles the ring, unrolling it to start at index 0. It stops at maxEvents+1 slots, which
+// is all the window needs between commands; only a single command with many events can fill that
+// (eviction runs after each command), and then the ring keeps doubling, so such a command costs
+// amortised O(1) per event rather than a copy per event.
 func (d *dedupeIndex) grow() {
-	size := min(max(2*len(d.ring), 1024), d.maxEvents+1)
-	if size <= len(d.ring) {
-		size = len(d.ring) + 1 // only when the caller added twice without evicting
+	size := max(2*len(d.ring), 1024)
+	if len(d.ring) < d.maxEvents+1 {
+		size = min(size, d.maxEvents+1)
 	}
 	ring := make([]dedupeEntry, size)
 	for i := 0; i < d.n; i++ {
 		ring[i] = d.ring[(d.head+i)%len(d.ring)]
 	}
 	d.ring, d.head = ring, 0
+	d.resizes++
 }
 
 // get returns the position of the event with this id, if it is inside the horizon.

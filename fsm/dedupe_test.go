@@ -40,3 +40,25 @@ func TestDedupeWindow(t *testing.T) {
 		t.Fatalf("newest id: %d %v", pos, ok)
 	}
 }
+
+// One command with far more events than the window holds: the ring grows geometrically (not one
+// slot per event) and eviction afterwards leaves exactly the last MaxEvents ids.
+func TestDedupeCommandLargerThanWindow(t *testing.T) {
+	d := newDedupeIndex(DedupeHorizon{MaxEvents: 100, MaxAge: -1})
+	for i := uint64(1); i <= 50_000; i++ {
+		d.add(dedupeID(i), i, 1)
+	}
+	if len(d.ring) > 2*50_000 || d.resizes > 20 {
+		t.Fatalf("ring grew to %d slots in %d reallocations for 50 000 events", len(d.ring), d.resizes)
+	}
+	d.evict(1)
+	if d.len() != 100 {
+		t.Fatalf("window holds %d ids, want 100", d.len())
+	}
+	if _, ok := d.get(dedupeID(49_901)); !ok {
+		t.Fatal("the oldest id inside the window is gone")
+	}
+	if _, ok := d.get(dedupeID(49_900)); ok {
+		t.Fatal("an id outside the window is still remembered")
+	}
+}

@@ -105,11 +105,6 @@ func TestSnapshotAndRaftConfig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	_, err := cl.Snapshot(ctx, &cairnpb.SnapshotRequest{})
-	if st := status.Convert(err); st.Code() != codes.FailedPrecondition {
-		// Only the term barrier and the configuration are applied on a fresh node.
-		t.Logf("snapshot of a fresh node: %v", err)
-	}
 	ev := cairnpb.NewEventsClient(mustConn(t, n.Addr))
 	app, err := ev.Append(ctx, &cairnpb.AppendRequest{Stream: "s", Events: []*cairnpb.EventData{{Type: "T"}}})
 	if err != nil {

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"math"
 	"strconv"
 
 	"github.com/cairndb/cairn/fsm/fsmpb"
@@ -126,7 +127,7 @@ func (a applier) tombstone(req *fsmpb.TombstoneRequest) Result {
 	}
 	pos := a.f.nextPos
 	a.f.write(segment.Record{Index: a.index, Revision: next, Timestamp: a.ts, Kind: KindTombstone,
-		Stream: name, Type: "$tombstone"})
+		Stream: name, Type: TypeTombstone})
 	return Result{LogIndex: a.index, Timestamp: a.ts, Streams: []StreamResult{{
 		Stream: name, FirstRevision: prevRevision(next), LastRevision: prevRevision(next),
 		FirstPosition: pos, LastPosition: pos,
@@ -200,28 +201,30 @@ func expectedOf(e *fsmpb.ExpectedRevision) Expected {
 	return Expected{Kind: e.GetKind(), Revision: e.GetRevision()}
 }
 
-// check evaluates one expected-revision condition against the stream's current state.
+// check evaluates one expected-revision condition against the stream's current state. A
+// soft-deleted stream (no events since its latest soft delete) does not "exist" but keeps its
+// last revision, as in KurrentDB: ANY, NO_STREAM and EXACT(last) hold, STREAM_EXISTS does not.
 func (a applier) check(name string, exp Expected) (Violation, bool) {
 	v := Violation{Stream: name, Expected: exp}
 	if s, ok := a.f.idx.lookup(name); ok {
-		v.Tombstoned = s.tombstonedAt != 0
+		v.Tombstoned = s.tombstonePos() != 0
 		if n := len(s.positions); n > 0 {
 			v.StreamExists, v.ActualRevision = true, uint64(n-1)
 		}
+		v.Deleted = v.StreamExists && s.softDeleted(s.positions, math.MaxUint64)
 	}
 	if v.Tombstoned {
 		return v, false
 	}
-	switch exp.Kind {
-	case fsmpb.ExpectedRevision_KIND_ANY:
-		return v, true
-	case fsmpb.ExpectedRevision_KIND_NO_STREAM:
-		return v, !v.StreamExists
-	case fsmpb.ExpectedRevision_KIND_STREAM_EXISTS:
-		return v, v.StreamExists
-	default: // KIND_EXACT; other kinds were rejected by validation
-		return v, v.StreamExists && v.ActualRevision == exp.Revision
+	if v.Deleted {
+		switch exp.Kind {
+		case fsmpb.ExpectedRevision_KIND_STREAM_EXISTS:
+			return v, false
+		case fsmpb.ExpectedRevision_KIND_NO_STREAM:
+			return v, true
+		}
 	}
+	return v, expectedHolds(exp, v.StreamExists, v.ActualRevision)
 }
 
 // idempotentReplay recognises a retry. It returns done=true with the original result when every

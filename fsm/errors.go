@@ -16,7 +16,8 @@ var (
 	ErrWrongExpectedRevision = errors.New("wrong expected revision")
 	// ErrStreamTombstoned: the stream was tombstoned and can never be written again.
 	ErrStreamTombstoned = errors.New("stream tombstoned")
-	// ErrStreamNotFound: a read named a stream that has no events.
+	// ErrStreamNotFound: a read or soft delete named a stream that has no events, or a read named
+	// a soft-deleted one.
 	ErrStreamNotFound = errors.New("stream not found")
 	// ErrEventIDConflict: some, but not all, of an append's event ids are already stored (a
 	// partial overlap), or they are stored in another stream or another order. Retrying an append
@@ -44,6 +45,11 @@ type Violation struct {
 	StreamExists bool
 	// Tombstoned reports that the stream is tombstoned (the violation is then ErrStreamTombstoned).
 	Tombstoned bool
+	// Deleted reports that the stream is soft-deleted (ActualRevision is its last revision).
+	Deleted bool
+	// Metadata reports a condition on the stream's metadata revision (SetMetadata):
+	// ActualRevision is the latest metadata revision and StreamExists says whether any is set.
+	Metadata bool
 }
 
 // Err returns the sentinel that describes the violation.
@@ -58,8 +64,18 @@ func (v Violation) String() string {
 	if v.Tombstoned {
 		return fmt.Sprintf("stream %q is tombstoned", v.Stream)
 	}
+	if v.Metadata {
+		actual := "no metadata"
+		if v.StreamExists {
+			actual = fmt.Sprintf("metadata revision %d", v.ActualRevision)
+		}
+		return fmt.Sprintf("stream %q: expected metadata %s, actual %s", v.Stream, v.Expected, actual)
+	}
 	actual := "no stream"
-	if v.StreamExists {
+	switch {
+	case v.Deleted:
+		actual = fmt.Sprintf("soft-deleted at revision %d", v.ActualRevision)
+	case v.StreamExists:
 		actual = fmt.Sprintf("revision %d", v.ActualRevision)
 	}
 	return fmt.Sprintf("stream %q: expected %s, actual %s", v.Stream, v.Expected, actual)

@@ -25,6 +25,12 @@ const (
 	KindEvent uint8 = 1
 	// KindTombstone marks a stream as tombstoned; it takes a global position but no revision.
 	KindTombstone uint8 = 2
+	// KindMetadata sets a stream's metadata: Data is the encoded fsmpb.StreamMetadata, Revision
+	// the metadata revision. It takes a global position but no stream revision.
+	KindMetadata uint8 = 3
+	// KindSoftDelete soft-deletes a stream: Revision is the stream's next revision at the time
+	// (every lower one is hidden). It takes a global position but no stream revision.
+	KindSoftDelete uint8 = 4
 )
 
 // CommandVersion is the Command envelope version this FSM writes and understands.
@@ -67,6 +73,9 @@ type Config struct {
 	// OnSnapshot, if set, is called after every snapshot Persist with the records copied, the
 	// time taken and the error, if any (metrics).
 	OnSnapshot func(records uint64, took time.Duration, err error)
+	// Now is the clock that reads use to apply max_age (Unix nanoseconds); nil means time.Now.
+	// Apply never reads it.
+	Now func() int64
 }
 
 func (c Config) withDefaults() Config {
@@ -85,6 +94,9 @@ func (c Config) withDefaults() Config {
 	if c.Segment.Logger == nil {
 		c.Segment.Logger = c.Logger
 	}
+	if c.Now == nil {
+		c.Now = func() int64 { return time.Now().UnixNano() }
+	}
 	return c
 }
 
@@ -93,8 +105,9 @@ func (c Config) withDefaults() Config {
 type streamState struct {
 	// positions[r] is the global position of revision r.
 	positions []uint64
-	// tombstonedAt is the position of the stream's tombstone record, 0 if it has none.
-	tombstonedAt uint64
+	// meta is the stream's lifecycle state (tombstone, soft delete, metadata limits); nil for
+	// the many streams that have none (visibility.go).
+	meta *streamMeta
 }
 
 // FSM is the replicated state machine. Apply, ApplyBatch, Snapshot and Restore are called by raft
@@ -174,6 +187,12 @@ type index struct {
 	lastPos   uint64
 	lastIndex uint64
 	lastTs    int64
+	// metaStreams counts streams with lifecycle state; while it is 0 nothing is hidden.
+	metaStreams int
+	// badMetadata counts metadata records that did not decode (logged at Open and Restore).
+	badMetadata int
+	// tsAt returns the commit timestamp of the record at a position (max_age); set by install.
+	tsAt func(pos uint64) (int64, error)
 }
 
 func newIndex(h DedupeHorizon) *index {
@@ -194,8 +213,8 @@ func (st *index) add(r *segment.Record) {
 	case KindEvent:
 		s.positions = append(s.positions, r.Position)
 		st.dedupe.add(r.ID, r.Position, r.Timestamp)
-	case KindTombstone:
-		s.tombstonedAt = r.Position
+	case KindTombstone, KindSoftDelete, KindMetadata:
+		st.addLifecycle(s, r)
 	}
 	st.lastPos, st.lastIndex, st.lastTs = r.Position, r.Index, r.Timestamp
 	st.dedupe.evict(st.lastTs)
@@ -227,6 +246,13 @@ func rebuild(seg *segment.Log, h DedupeHorizon) (*index, error) {
 // install makes st the live state. Callers hold mu or own f exclusively.
 func (f *FSM) install(seg *segment.Log, gen uint64, st *index) {
 	f.seg, f.gen, f.idx = seg, gen, st
+	st.tsAt = func(pos uint64) (int64, error) {
+		r, err := seg.Read(pos)
+		return r.Timestamp, err
+	}
+	if st.badMetadata > 0 {
+		f.log.Error("metadata records that do not decode were ignored", "count", st.badMetadata)
+	}
 	f.visible = st.lastPos
 	f.nextPos = st.lastPos + 1
 	if first := seg.FirstPosition(); st.lastPos == 0 && first > 1 {
@@ -342,6 +368,10 @@ func (f *FSM) applyCommand(l *raft.Log, firstPending uint64) interface{} {
 			results[i] = a.append(k.Append)
 		case *fsmpb.Request_Tombstone:
 			results[i] = a.tombstone(k.Tombstone)
+		case *fsmpb.Request_SetMetadata:
+			results[i] = a.setMetadata(k.SetMetadata)
+		case *fsmpb.Request_SoftDelete:
+			results[i] = a.softDelete(k.SoftDelete)
 		default:
 			results[i] = Result{Err: invalidf("entry %d request %d: unknown request kind", l.Index, i)}
 		}

@@ -63,6 +63,15 @@ func tombstoneReq(stream string, exp *fsmpb.ExpectedRevision) *fsmpb.Request {
 	return &fsmpb.Request{Kind: &fsmpb.Request_Tombstone{Tombstone: &fsmpb.TombstoneRequest{Stream: stream, Expected: exp}}}
 }
 
+func setMetaReq(stream string, exp *fsmpb.ExpectedRevision, md *fsmpb.StreamMetadata) *fsmpb.Request {
+	return &fsmpb.Request{Kind: &fsmpb.Request_SetMetadata{SetMetadata: &fsmpb.SetMetadataRequest{
+		Stream: stream, Expected: exp, Metadata: md}}}
+}
+
+func softDeleteReq(stream string, exp *fsmpb.ExpectedRevision) *fsmpb.Request {
+	return &fsmpb.Request{Kind: &fsmpb.Request_SoftDelete{SoftDelete: &fsmpb.SoftDeleteRequest{Stream: stream, Expected: exp}}}
+}
+
 // entry builds a raft command entry.
 func entry(t testing.TB, index uint64, ts int64, reqs ...*fsmpb.Request) *raft.Log {
 	t.Helper()

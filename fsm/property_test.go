@@ -791,6 +791,10 @@ func (s *propState) checkStream(rt *rapid.T, name string) {
 		want.Tombstoned = st.tombstoned
 		if k := len(st.events); k > 0 {
 			want.Exists, want.LastRevision, want.LastPosition = true, uint64(k-1), uint64(m.byID[st.events[k-1]])
+			want.Count = uint64(k)
+			if st.tombstoned { // a tombstone hides every event
+				want.FirstRevision, want.Count = uint64(k), 0
+			}
 		}
 	}
 	if got := s.f.Stream(name); got != want {

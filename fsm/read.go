@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/cairndb/cairn/segment"
 )
@@ -68,52 +69,76 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// StreamInfo describes a stream's current state.
+// StreamInfo describes a stream's current state as readers see it, with its lifecycle applied.
 type StreamInfo struct {
-	// Exists reports whether the stream has at least one event.
+	// Exists reports whether the stream has at least one event and is not soft-deleted (its
+	// events may still all be hidden by metadata limits: see Count).
 	Exists bool
-	// LastRevision is the revision of the last event; meaningful only when Exists.
+	// LastRevision is the revision of the last event, hidden or not; meaningful when Exists or
+	// Deleted.
 	LastRevision uint64
-	// LastPosition is the global position of the last event; meaningful only when Exists.
+	// LastPosition is the global position of the last event; meaningful when Exists or Deleted.
 	LastPosition uint64
+	// FirstRevision is the first visible revision (hiddenBefore); every lower one is hidden.
+	// With no visible event it is LastRevision+1.
+	FirstRevision uint64
+	// Count is the number of visible events.
+	Count uint64
 	// Tombstoned reports that the stream is tombstoned.
 	Tombstoned bool
+	// Deleted reports that the stream is soft-deleted and was not appended to since.
+	Deleted bool
+	// HasMetadata reports that metadata was set; MetadataRevision is the latest revision.
+	HasMetadata      bool
+	MetadataRevision uint64
 }
 
 // Stream returns the stream's current state as readers see it.
 func (f *FSM) Stream(name string) StreamInfo {
+	now := f.cfg.Now()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	info, _ := f.streamLocked(name)
+	info, _ := f.streamLocked(name, now)
 	return info
 }
 
-// streamLocked returns the visible state of a stream and its visible positions. Callers hold mu.
+// streamLocked returns the visible state of a stream and its visible positions, from its first
+// visible revision on (the revision of positions[0] is info.FirstRevision). Callers hold mu.
 // The index may run ahead of f.visible while a batch is being decided; everything beyond the
 // visible position is cut off here, so readers never see a record before it is written.
-func (f *FSM) streamLocked(name string) (StreamInfo, []uint64) {
+func (f *FSM) streamLocked(name string, now int64) (StreamInfo, []uint64) {
 	s, ok := f.idx.lookup(name)
 	if !ok {
 		return StreamInfo{}, nil
 	}
-	positions := s.positions
-	for n := len(positions); n > 0 && positions[n-1] > f.visible; n-- {
-		positions = positions[:n-1]
+	positions := f.cutPositions(s)
+	tomb := s.tombstonePos()
+	info := StreamInfo{Tombstoned: tomb != 0 && tomb <= f.visible}
+	if m := s.meta; m != nil && m.metaCount > 0 {
+		info.HasMetadata, info.MetadataRevision = true, m.metaCount-1
 	}
-	info := StreamInfo{Tombstoned: s.tombstonedAt != 0 && s.tombstonedAt <= f.visible}
-	if n := len(positions); n > 0 {
-		info.Exists, info.LastRevision, info.LastPosition = true, uint64(n-1), positions[n-1]
+	n := uint64(len(positions))
+	if n == 0 {
+		return info, nil
 	}
-	return info, positions
+	info.Exists, info.LastRevision, info.LastPosition = true, n-1, positions[n-1]
+	info.Deleted = s.softDeleted(positions, f.visible)
+	info.Exists = !info.Deleted
+	info.FirstRevision = f.idx.hiddenIn(s, positions, f.visible, now)
+	info.Count = n - info.FirstRevision
+	return info, positions[info.FirstRevision:]
 }
 
-// ReadStream returns up to limit events of a stream starting at revision from (inclusive; Start
-// and End are sentinels), in the given direction. It returns ErrStreamTombstoned for a tombstoned
-// stream and ErrStreamNotFound for a stream without events. A from beyond the last revision reads
-// nothing forwards and from the end backwards.
+// ReadStream returns up to limit visible events of a stream starting at revision from
+// (inclusive; Start and End are sentinels), in the given direction. Revisions hidden by the
+// stream's lifecycle (metadata limits, soft delete) are skipped: forwards the read starts at the
+// first visible revision, backwards it ends there. It returns ErrStreamTombstoned for a
+// tombstoned stream and ErrStreamNotFound for a stream without events or soft-deleted. A from
+// beyond the last revision reads nothing forwards and from the end backwards.
 func (f *FSM) ReadStream(name string, from uint64, dir Direction, limit int) ([]RecordedEvent, error) {
+	now := f.cfg.Now()
 	f.mu.RLock()
-	info, positions := f.streamLocked(name)
+	info, positions := f.streamLocked(name, now)
 	seg := f.seg
 	f.mu.RUnlock()
 	switch {
@@ -123,13 +148,14 @@ func (f *FSM) ReadStream(name string, from uint64, dir Direction, limit int) ([]
 		return nil, fmt.Errorf("read %q: %w", name, ErrStreamNotFound)
 	}
 	var want []uint64
-	n := uint64(len(positions))
+	first, n := info.FirstRevision, uint64(len(positions)) // positions[i] is revision first+i
 	if dir == Forward {
-		if from < n {
-			want = positions[from:min(n, from+uint64(max(limit, 0)))]
+		from = max(from, first)
+		if from-first < n {
+			want = positions[from-first : min(n, from-first+uint64(max(limit, 0)))]
 		}
-	} else {
-		start := min(from, n-1)
+	} else if n > 0 && from >= first {
+		start := min(from-first, n-1)
 		for r := int64(start); r >= 0 && len(want) < limit; r-- {
 			want = append(want, positions[r])
 		}
@@ -145,9 +171,26 @@ func (f *FSM) ReadStream(name string, from uint64, dir Direction, limit int) ([]
 	return out, nil
 }
 
+// StreamRevisionAtTime returns the first revision of the stream whose commit time is at or after
+// ts (Unix nanoseconds), or the stream's next revision when every event is older (0 for an
+// unknown stream). It is PositionAtTime followed by a binary search over the stream's positions.
+func (f *FSM) StreamRevisionAtTime(name string, ts int64) uint64 {
+	pos := f.PositionAtTime(ts)
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s, ok := f.idx.lookup(name)
+	if !ok {
+		return 0
+	}
+	positions := f.cutPositions(s)
+	i, _ := slices.BinarySearch(positions, pos)
+	return uint64(i)
+}
+
 // ReadAll returns up to limit records of the global log starting at position from (inclusive;
-// Start and End are sentinels), in the given direction. Tombstone records are included (Kind
-// tells them apart), as $all shows everything in log order.
+// Start and End are sentinels), in the given direction. Every record is returned, hidden or not,
+// lifecycle records included (Kind tells them apart): callers that serve $all drop what Hidden
+// says is hidden, so paging and checkpoints stay in terms of positions scanned.
 func (f *FSM) ReadAll(from uint64, dir Direction, limit int) ([]RecordedEvent, error) {
 	f.mu.RLock()
 	visible, seg := f.visible, f.seg

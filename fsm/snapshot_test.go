@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cairndb/cairn/fsm/fsmpb"
 )
@@ -55,6 +56,17 @@ func randomEntries(t testing.TB, seed uint64, n int) []*raft.Log {
 				reqs = append(reqs, sent[rng.IntN(len(sent))])
 			case k == 1:
 				reqs = append(reqs, tombstoneReq(streams[rng.IntN(len(streams))]+"-t", randExp()))
+			case k == 2 && rng.IntN(2) == 0:
+				md := &fsmpb.StreamMetadata{User: []*fsmpb.UserKey{{Key: "owner", Value: []byte{byte(i)}}}}
+				if rng.IntN(2) == 0 {
+					md.MaxCount = proto.Uint64(uint64(1 + rng.IntN(4)))
+				}
+				if rng.IntN(2) == 0 {
+					md.TruncateBefore = proto.Uint64(uint64(rng.IntN(6)))
+				}
+				reqs = append(reqs, setMetaReq(streams[rng.IntN(len(streams))], randExp(), md))
+			case k == 2:
+				reqs = append(reqs, softDeleteReq(streams[rng.IntN(len(streams))], randExp()))
 			default:
 				var parts []*fsmpb.StreamAppend
 				for _, s := range rng.Perm(len(streams))[:1+rng.IntN(2)] {

@@ -161,6 +161,8 @@ type Request struct {
 	//
 	//	*Request_Append
 	//	*Request_Tombstone
+	//	*Request_SetMetadata
+	//	*Request_SoftDelete
 	Kind          isRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -221,6 +223,24 @@ func (x *Request) GetTombstone() *TombstoneRequest {
 	return nil
 }
 
+func (x *Request) GetSetMetadata() *SetMetadataRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_SetMetadata); ok {
+			return x.SetMetadata
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetSoftDelete() *SoftDeleteRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_SoftDelete); ok {
+			return x.SoftDelete
+		}
+	}
+	return nil
+}
+
 type isRequest_Kind interface {
 	isRequest_Kind()
 }
@@ -233,9 +253,21 @@ type Request_Tombstone struct {
 	Tombstone *TombstoneRequest `protobuf:"bytes,2,opt,name=tombstone,proto3,oneof"`
 }
 
+type Request_SetMetadata struct {
+	SetMetadata *SetMetadataRequest `protobuf:"bytes,3,opt,name=set_metadata,json=setMetadata,proto3,oneof"`
+}
+
+type Request_SoftDelete struct {
+	SoftDelete *SoftDeleteRequest `protobuf:"bytes,4,opt,name=soft_delete,json=softDelete,proto3,oneof"`
+}
+
 func (*Request_Append) isRequest_Kind() {}
 
 func (*Request_Tombstone) isRequest_Kind() {}
+
+func (*Request_SetMetadata) isRequest_Kind() {}
+
+func (*Request_SoftDelete) isRequest_Kind() {}
 
 // AppendRequest is an Append (one part) or an AppendMulti (several parts): all events of all parts
 // are written, or none.
@@ -538,6 +570,251 @@ func (x *TombstoneRequest) GetExpected() *ExpectedRevision {
 	return nil
 }
 
+// SetMetadataRequest replaces a stream's metadata (all of it) if the expected *metadata* revision
+// holds: KIND_ANY, KIND_NO_STREAM (no metadata set yet), KIND_STREAM_EXISTS (some metadata set) or
+// KIND_EXACT (the latest metadata has `revision`). It writes one record of kind KindMetadata that
+// takes a global position but no stream revision. A stream need not have events to have metadata.
+type SetMetadataRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stream        string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Expected      *ExpectedRevision      `protobuf:"bytes,2,opt,name=expected,proto3" json:"expected,omitempty"`
+	Metadata      *StreamMetadata        `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetMetadataRequest) Reset() {
+	*x = SetMetadataRequest{}
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetMetadataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetMetadataRequest) ProtoMessage() {}
+
+func (x *SetMetadataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetMetadataRequest.ProtoReflect.Descriptor instead.
+func (*SetMetadataRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SetMetadataRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *SetMetadataRequest) GetExpected() *ExpectedRevision {
+	if x != nil {
+		return x.Expected
+	}
+	return nil
+}
+
+func (x *SetMetadataRequest) GetMetadata() *StreamMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+// StreamMetadata is a stream's metadata (DESIGN §5). It is also the encoding of a KindMetadata
+// record's data (deterministic marshaling, user keys sorted), so every node decodes the same.
+type StreamMetadata struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the newest max_count events are visible; absent means no bound. At least 1 when set.
+	MaxCount *uint64 `protobuf:"varint,1,opt,name=max_count,json=maxCount,proto3,oneof" json:"max_count,omitempty"`
+	// Events whose commit time is older than now - max_age are hidden; 0 means no bound.
+	MaxAgeNanos int64 `protobuf:"varint,2,opt,name=max_age_nanos,json=maxAgeNanos,proto3" json:"max_age_nanos,omitempty"`
+	// Revisions below truncate_before are hidden; absent means none.
+	TruncateBefore *uint64 `protobuf:"varint,3,opt,name=truncate_before,json=truncateBefore,proto3,oneof" json:"truncate_before,omitempty"`
+	// User keys, sorted by key, keys unique and not starting with '$'.
+	User          []*UserKey `protobuf:"bytes,4,rep,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamMetadata) Reset() {
+	*x = StreamMetadata{}
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamMetadata) ProtoMessage() {}
+
+func (x *StreamMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamMetadata.ProtoReflect.Descriptor instead.
+func (*StreamMetadata) Descriptor() ([]byte, []int) {
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *StreamMetadata) GetMaxCount() uint64 {
+	if x != nil && x.MaxCount != nil {
+		return *x.MaxCount
+	}
+	return 0
+}
+
+func (x *StreamMetadata) GetMaxAgeNanos() int64 {
+	if x != nil {
+		return x.MaxAgeNanos
+	}
+	return 0
+}
+
+func (x *StreamMetadata) GetTruncateBefore() uint64 {
+	if x != nil && x.TruncateBefore != nil {
+		return *x.TruncateBefore
+	}
+	return 0
+}
+
+func (x *StreamMetadata) GetUser() []*UserKey {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+// UserKey is one user-defined metadata entry.
+type UserKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserKey) Reset() {
+	*x = UserKey{}
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserKey) ProtoMessage() {}
+
+func (x *UserKey) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserKey.ProtoReflect.Descriptor instead.
+func (*UserKey) Descriptor() ([]byte, []int) {
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UserKey) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *UserKey) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// SoftDeleteRequest soft-deletes a stream if the expected revision holds: its events are hidden
+// and reads report it not found until it is appended to again; revisions continue.
+type SoftDeleteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stream        string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Expected      *ExpectedRevision      `protobuf:"bytes,2,opt,name=expected,proto3" json:"expected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SoftDeleteRequest) Reset() {
+	*x = SoftDeleteRequest{}
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SoftDeleteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SoftDeleteRequest) ProtoMessage() {}
+
+func (x *SoftDeleteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SoftDeleteRequest.ProtoReflect.Descriptor instead.
+func (*SoftDeleteRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SoftDeleteRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *SoftDeleteRequest) GetExpected() *ExpectedRevision {
+	if x != nil {
+		return x.Expected
+	}
+	return nil
+}
+
 var File_cairn_fsm_v1_command_proto protoreflect.FileDescriptor
 
 const file_cairn_fsm_v1_command_proto_rawDesc = "" +
@@ -546,10 +823,13 @@ const file_cairn_fsm_v1_command_proto_rawDesc = "" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12.\n" +
 	"\x13timestamp_unix_nano\x18\x02 \x01(\x03R\x11timestampUnixNano\x121\n" +
-	"\brequests\x18\x03 \x03(\v2\x15.cairn.fsm.v1.RequestR\brequests\"\x88\x01\n" +
+	"\brequests\x18\x03 \x03(\v2\x15.cairn.fsm.v1.RequestR\brequests\"\x93\x02\n" +
 	"\aRequest\x125\n" +
 	"\x06append\x18\x01 \x01(\v2\x1b.cairn.fsm.v1.AppendRequestH\x00R\x06append\x12>\n" +
-	"\ttombstone\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.TombstoneRequestH\x00R\ttombstoneB\x06\n" +
+	"\ttombstone\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.TombstoneRequestH\x00R\ttombstone\x12E\n" +
+	"\fset_metadata\x18\x03 \x01(\v2 .cairn.fsm.v1.SetMetadataRequestH\x00R\vsetMetadata\x12B\n" +
+	"\vsoft_delete\x18\x04 \x01(\v2\x1f.cairn.fsm.v1.SoftDeleteRequestH\x00R\n" +
+	"softDeleteB\x06\n" +
 	"\x04kind\"A\n" +
 	"\rAppendRequest\x120\n" +
 	"\x05parts\x18\x01 \x03(\v2\x1a.cairn.fsm.v1.StreamAppendR\x05parts\"\x8f\x01\n" +
@@ -576,6 +856,24 @@ const file_cairn_fsm_v1_command_proto_rawDesc = "" +
 	"\x04tags\x18\x06 \x03(\tR\x04tags\"f\n" +
 	"\x10TombstoneRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12:\n" +
+	"\bexpected\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.ExpectedRevisionR\bexpected\"\xa2\x01\n" +
+	"\x12SetMetadataRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12:\n" +
+	"\bexpected\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.ExpectedRevisionR\bexpected\x128\n" +
+	"\bmetadata\x18\x03 \x01(\v2\x1c.cairn.fsm.v1.StreamMetadataR\bmetadata\"\xd1\x01\n" +
+	"\x0eStreamMetadata\x12 \n" +
+	"\tmax_count\x18\x01 \x01(\x04H\x00R\bmaxCount\x88\x01\x01\x12\"\n" +
+	"\rmax_age_nanos\x18\x02 \x01(\x03R\vmaxAgeNanos\x12,\n" +
+	"\x0ftruncate_before\x18\x03 \x01(\x04H\x01R\x0etruncateBefore\x88\x01\x01\x12)\n" +
+	"\x04user\x18\x04 \x03(\v2\x15.cairn.fsm.v1.UserKeyR\x04userB\f\n" +
+	"\n" +
+	"_max_countB\x12\n" +
+	"\x10_truncate_before\"1\n" +
+	"\aUserKey\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"g\n" +
+	"\x11SoftDeleteRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12:\n" +
 	"\bexpected\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.ExpectedRevisionR\bexpectedB$Z\"github.com/cairndb/cairn/fsm/fsmpbb\x06proto3"
 
 var (
@@ -591,7 +889,7 @@ func file_cairn_fsm_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_fsm_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cairn_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_cairn_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_cairn_fsm_v1_command_proto_goTypes = []any{
 	(ExpectedRevision_Kind)(0), // 0: cairn.fsm.v1.ExpectedRevision.Kind
 	(*Command)(nil),            // 1: cairn.fsm.v1.Command
@@ -601,21 +899,31 @@ var file_cairn_fsm_v1_command_proto_goTypes = []any{
 	(*ExpectedRevision)(nil),   // 5: cairn.fsm.v1.ExpectedRevision
 	(*Event)(nil),              // 6: cairn.fsm.v1.Event
 	(*TombstoneRequest)(nil),   // 7: cairn.fsm.v1.TombstoneRequest
+	(*SetMetadataRequest)(nil), // 8: cairn.fsm.v1.SetMetadataRequest
+	(*StreamMetadata)(nil),     // 9: cairn.fsm.v1.StreamMetadata
+	(*UserKey)(nil),            // 10: cairn.fsm.v1.UserKey
+	(*SoftDeleteRequest)(nil),  // 11: cairn.fsm.v1.SoftDeleteRequest
 }
 var file_cairn_fsm_v1_command_proto_depIdxs = []int32{
-	2, // 0: cairn.fsm.v1.Command.requests:type_name -> cairn.fsm.v1.Request
-	3, // 1: cairn.fsm.v1.Request.append:type_name -> cairn.fsm.v1.AppendRequest
-	7, // 2: cairn.fsm.v1.Request.tombstone:type_name -> cairn.fsm.v1.TombstoneRequest
-	4, // 3: cairn.fsm.v1.AppendRequest.parts:type_name -> cairn.fsm.v1.StreamAppend
-	5, // 4: cairn.fsm.v1.StreamAppend.expected:type_name -> cairn.fsm.v1.ExpectedRevision
-	6, // 5: cairn.fsm.v1.StreamAppend.events:type_name -> cairn.fsm.v1.Event
-	0, // 6: cairn.fsm.v1.ExpectedRevision.kind:type_name -> cairn.fsm.v1.ExpectedRevision.Kind
-	5, // 7: cairn.fsm.v1.TombstoneRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	2,  // 0: cairn.fsm.v1.Command.requests:type_name -> cairn.fsm.v1.Request
+	3,  // 1: cairn.fsm.v1.Request.append:type_name -> cairn.fsm.v1.AppendRequest
+	7,  // 2: cairn.fsm.v1.Request.tombstone:type_name -> cairn.fsm.v1.TombstoneRequest
+	8,  // 3: cairn.fsm.v1.Request.set_metadata:type_name -> cairn.fsm.v1.SetMetadataRequest
+	11, // 4: cairn.fsm.v1.Request.soft_delete:type_name -> cairn.fsm.v1.SoftDeleteRequest
+	4,  // 5: cairn.fsm.v1.AppendRequest.parts:type_name -> cairn.fsm.v1.StreamAppend
+	5,  // 6: cairn.fsm.v1.StreamAppend.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	6,  // 7: cairn.fsm.v1.StreamAppend.events:type_name -> cairn.fsm.v1.Event
+	0,  // 8: cairn.fsm.v1.ExpectedRevision.kind:type_name -> cairn.fsm.v1.ExpectedRevision.Kind
+	5,  // 9: cairn.fsm.v1.TombstoneRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	5,  // 10: cairn.fsm.v1.SetMetadataRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	9,  // 11: cairn.fsm.v1.SetMetadataRequest.metadata:type_name -> cairn.fsm.v1.StreamMetadata
+	10, // 12: cairn.fsm.v1.StreamMetadata.user:type_name -> cairn.fsm.v1.UserKey
+	5,  // 13: cairn.fsm.v1.SoftDeleteRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_cairn_fsm_v1_command_proto_init() }
@@ -626,14 +934,17 @@ func file_cairn_fsm_v1_command_proto_init() {
 	file_cairn_fsm_v1_command_proto_msgTypes[1].OneofWrappers = []any{
 		(*Request_Append)(nil),
 		(*Request_Tombstone)(nil),
+		(*Request_SetMetadata)(nil),
+		(*Request_SoftDelete)(nil),
 	}
+	file_cairn_fsm_v1_command_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_fsm_v1_command_proto_rawDesc), len(file_cairn_fsm_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

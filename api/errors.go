@@ -188,6 +188,8 @@ func conditionStatus(ce *fsm.ConditionError) *status.Status {
 			ActualRevision: v.ActualRevision,
 			StreamExists:   v.StreamExists,
 			Tombstoned:     v.Tombstoned,
+			Deleted:        v.Deleted,
+			Metadata:       v.Metadata,
 		}
 		allTombstoned = allTombstoned && v.Tombstoned
 		streams[i] = v.Stream

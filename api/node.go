@@ -35,13 +35,24 @@ type Node interface {
 // Store is the read side of the local state machine (*fsm.FSM implements it). Returned records
 // are owned by the caller.
 type Store interface {
-	// ReadStream returns up to limit events of a stream from revision from (inclusive; fsm.Start
-	// and fsm.End are sentinels) in direction dir. It fails with fsm.ErrStreamNotFound for a
-	// stream without events and fsm.ErrStreamTombstoned for a tombstoned one.
+	// ReadStream returns up to limit visible events of a stream from revision from (inclusive;
+	// fsm.Start and fsm.End are sentinels) in direction dir, skipping the prefix its lifecycle
+	// hides. It fails with fsm.ErrStreamNotFound for a stream without events or soft-deleted and
+	// fsm.ErrStreamTombstoned for a tombstoned one.
 	ReadStream(name string, from uint64, dir fsm.Direction, limit int) ([]fsm.RecordedEvent, error)
 	// ReadAll returns up to limit records of the global log from position from (inclusive;
-	// sentinels as above), tombstone records included (Kind fsm.KindTombstone).
+	// sentinels as above), every record included, hidden or not (lifecycle records have Kind
+	// fsm.KindTombstone, fsm.KindSoftDelete or fsm.KindMetadata).
 	ReadAll(from uint64, dir fsm.Direction, limit int) ([]fsm.RecordedEvent, error)
+	// Hidden returns a predicate saying whether a record from ReadAll is hidden at Unix-ns time
+	// now (an event its stream's lifecycle hides, or a metadata record). $all reads and
+	// subscriptions skip such records but count them as scanned.
+	Hidden(now int64) func(*fsm.RecordedEvent) bool
+	// StreamMetadata returns the stream's latest metadata (Exists false when none was set).
+	StreamMetadata(ctx context.Context, name string) (fsm.StreamMetadata, error)
+	// StreamRevisionAtTime returns the stream's first revision committed at or after ts (Unix
+	// nanoseconds), or its next revision when there is none.
+	StreamRevisionAtTime(name string, ts int64) uint64
 	// Stream returns the stream's current state.
 	Stream(name string) fsm.StreamInfo
 	// AppliedIndex returns the raft index up to which this node's state is applied and readable.

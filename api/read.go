@@ -254,10 +254,6 @@ func (s *Service) readAll(ctx context.Context, p readParams) (scanResult, uint64
 	if p.dir == fsm.Backward && p.asOf.time > 0 {
 		from = min(from, store.PositionAtTime(p.asOf.time+1)-1) // the last record at or before it
 	}
-	var match func(*fsm.RecordedEvent) bool
-	if !p.filter.empty() {
-		match = p.filter.match
-	}
 	res, err := s.scan(ctx, scanParams{
 		from:    from,
 		dir:     p.dir,
@@ -268,7 +264,7 @@ func (s *Service) readAll(ctx context.Context, p readParams) (scanResult, uint64
 			return store.ReadAll(from, p.dir, n)
 		},
 		key:    func(r *fsm.RecordedEvent) uint64 { return r.Position },
-		match:  match,
+		match:  visibleMatch(store.Hidden(time.Now().UnixNano()), p.filter),
 		beyond: p.asOf.beyondFunc(),
 	})
 	if err != nil {
@@ -282,6 +278,16 @@ func (s *Service) readAll(ctx context.Context, p readParams) (scanResult, uint64
 		}
 	}
 	return res, checkpoint, nil
+}
+
+// visibleMatch is the $all match function: the record is not hidden by its stream's lifecycle
+// (or a metadata record) and passes the filter. Hidden records are still examined, so
+// checkpoints move past them.
+func visibleMatch(hidden func(*fsm.RecordedEvent) bool, f filter) func(*fsm.RecordedEvent) bool {
+	if f.empty() {
+		return func(r *fsm.RecordedEvent) bool { return !hidden(r) }
+	}
+	return func(r *fsm.RecordedEvent) bool { return !hidden(r) && f.match(r) }
 }
 
 // recordToPB converts a stored record. Byte slices are shared, not copied: the store returns

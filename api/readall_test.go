@@ -11,6 +11,8 @@ import (
 //
 //	1 order-1/OrderPlaced [eu vip]   2 order-1/OrderShipped [eu]   3 user-1/UserCreated [vip]
 //	4 order-2/OrderPlaced [us]       5 order-2/$tombstone           6 user-2/UserCreated
+//
+// The tombstone hides order-2's event (position 4) everywhere, $all included.
 func populate(t *testing.T, ts *testServer) {
 	t.Helper()
 	mustAppend(t, ts.events, "order-1", evt(1, "OrderPlaced", "eu", "vip"), evt(2, "OrderShipped", "eu"))
@@ -32,13 +34,13 @@ func TestReadAllFilter(t *testing.T) {
 		checkpoint uint64
 		end        bool
 	}{
-		{"everything", &cairnpb.ReadAllRequest{}, []uint64{1, 2, 3, 4, 5, 6}, 6, true},
+		{"everything", &cairnpb.ReadAllRequest{}, []uint64{1, 2, 3, 5, 6}, 6, true},
 		{"stream prefix includes tombstones", &cairnpb.ReadAllRequest{Filter: &cairnpb.Filter{
-			StreamPrefixes: []string{"order-"}}}, []uint64{1, 2, 4, 5}, 6, true},
+			StreamPrefixes: []string{"order-"}}}, []uint64{1, 2, 5}, 6, true},
 		{"any of several prefixes", &cairnpb.ReadAllRequest{Filter: &cairnpb.Filter{
 			StreamPrefixes: []string{"user-2", "order-1"}}}, []uint64{1, 2, 6}, 6, true},
 		{"exact type", &cairnpb.ReadAllRequest{Filter: &cairnpb.Filter{
-			EventTypes: []string{"OrderPlaced"}}}, []uint64{1, 4}, 6, true},
+			EventTypes: []string{"OrderPlaced"}}}, []uint64{1}, 6, true},
 		{"exact type is not a prefix", &cairnpb.ReadAllRequest{Filter: &cairnpb.Filter{
 			EventTypes: []string{"Order"}}}, []uint64{}, 6, true},
 		{"type prefix", &cairnpb.ReadAllRequest{Filter: &cairnpb.Filter{
@@ -50,14 +52,14 @@ func TestReadAllFilter(t *testing.T) {
 		{"one tag", &cairnpb.ReadAllRequest{Filter: &cairnpb.Filter{
 			Tags: []string{"vip"}}}, []uint64{1, 3}, 6, true},
 		{"fields combine with and", &cairnpb.ReadAllRequest{Filter: &cairnpb.Filter{
-			StreamPrefixes: []string{"order-"}, EventTypePrefixes: []string{"Order"}}}, []uint64{1, 2, 4}, 6, true},
+			StreamPrefixes: []string{"order-"}, EventTypePrefixes: []string{"Order"}}}, []uint64{1, 2}, 6, true},
 		{"backward", &cairnpb.ReadAllRequest{FromEnd: true, Direction: bwd, Filter: &cairnpb.Filter{
 			StreamPrefixes: []string{"user-"}}}, []uint64{6, 3}, 1, true},
 		{"backward from a position", &cairnpb.ReadAllRequest{FromPosition: 4, Direction: bwd, Limit: 2},
-			[]uint64{4, 3}, 3, false},
+			[]uint64{3, 2}, 2, false},
 		{"backward from the start", &cairnpb.ReadAllRequest{Direction: bwd}, []uint64{}, 0, true},
 		{"forward from the end", &cairnpb.ReadAllRequest{FromEnd: true}, []uint64{6}, 6, true},
-		{"from a position", &cairnpb.ReadAllRequest{FromPosition: 3, Limit: 2}, []uint64{3, 4}, 4, false},
+		{"from a position", &cairnpb.ReadAllRequest{FromPosition: 3, Limit: 2}, []uint64{3, 5}, 5, false},
 		{"beyond the end", &cairnpb.ReadAllRequest{FromPosition: 10}, []uint64{}, 9, true},
 		{"limit stops the scan", &cairnpb.ReadAllRequest{Limit: 1, Filter: &cairnpb.Filter{
 			StreamPrefixes: []string{"user-"}}}, []uint64{3}, 3, false},

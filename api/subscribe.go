@@ -179,6 +179,7 @@ type subParams struct {
 	from       uint64 // exclusive; meaningful unless fromStart or fromEnd
 	fromStart  bool
 	fromEnd    bool
+	fromTime   int64 // Unix ns; 0 when not set
 	filter     filter
 	opts       cluster.ReadOptions
 	checkpoint time.Duration
@@ -219,6 +220,7 @@ func (s *Service) validateSubscribe(req *cairnpb.SubscribeRequest) (subParams, e
 		from:       req.GetFrom(),
 		fromStart:  req.GetFromStart(),
 		fromEnd:    req.GetFromEnd(),
+		fromTime:   checkTimestamp(&b, "from_time", req.GetFromTime()),
 		filter:     newFilter(&b, req.GetFilter()),
 		opts:       checkReadOptions(&b, req.GetOptions()),
 		checkpoint: subscribeInterval(&b, "checkpoint_interval", req.GetCheckpointInterval(), cfg.CheckpointInterval),
@@ -235,6 +237,9 @@ func (s *Service) validateSubscribe(req *cairnpb.SubscribeRequest) (subParams, e
 	}
 	if p.from != 0 && (p.fromStart || p.fromEnd) {
 		b.add("from", violationUnexpectedValue, "from must be 0 with from_start or from_end")
+	}
+	if p.fromTime != 0 && (p.from != 0 || p.fromStart || p.fromEnd) {
+		b.add("from_time", violationUnexpectedValue, "from_time excludes from, from_start and from_end")
 	}
 	return p, b.err()
 }
@@ -482,6 +487,9 @@ func (sub *subscription) start(w fsm.Watermark) error {
 	p := sub.p
 	if p.stream == "" {
 		switch {
+		case p.fromTime != 0:
+			// Commit times never decrease along the log: binary search.
+			sub.next = min(sub.store.PositionAtTime(p.fromTime), w.LastPosition+1)
 		case p.fromEnd:
 			sub.next = w.LastPosition + 1
 		case p.fromStart:
@@ -497,8 +505,10 @@ func (sub *subscription) start(w fsm.Watermark) error {
 		return fmt.Errorf("subscribe to %q: %w", p.stream, fsm.ErrStreamTombstoned)
 	}
 	switch {
+	case p.fromTime != 0:
+		sub.next = sub.store.StreamRevisionAtTime(p.stream, p.fromTime)
 	case p.fromEnd:
-		if info.Exists {
+		if info.Exists || info.Deleted {
 			sub.next = info.LastRevision + 1
 		}
 		sub.scanned = w.LastPosition
@@ -660,6 +670,9 @@ func (sub *subscription) stepAll(w fsm.Watermark) (bool, uint64, error) {
 	if sub.next > w.LastPosition {
 		return false, 0, nil
 	}
+	// Hiding is evaluated per page, with the lifecycle state of now: a limit committed while the
+	// subscription runs applies from the next page on.
+	match := visibleMatch(sub.store.Hidden(time.Now().UnixNano()), sub.p.filter)
 	if sub.caughtUp {
 		// Live: the records every live subscriber needs next are read and converted once.
 		recs, ok, err := sub.s.subs.tail.read(sub.store, sub.next, w.LastPosition, tailFillPage)
@@ -669,7 +682,7 @@ func (sub *subscription) stepAll(w fsm.Watermark) (bool, uint64, error) {
 		if ok && len(recs) > 0 {
 			for i := range recs {
 				cr := &recs[i]
-				if sub.match == nil || sub.match(&cr.rec) {
+				if match(&cr.rec) {
 					if err := sub.queuePB(cr.pb, cr.size, cr.rec.Index); err != nil {
 						return false, 0, err
 					}
@@ -702,7 +715,7 @@ func (sub *subscription) stepAll(w fsm.Watermark) (bool, uint64, error) {
 		if r.Position > w.LastPosition {
 			break
 		}
-		if sub.match == nil || sub.match(r) {
+		if match(r) {
 			if err := sub.queueEvent(r); err != nil {
 				return false, 0, err
 			}

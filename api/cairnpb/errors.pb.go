@@ -34,8 +34,13 @@ type StreamViolation struct {
 	ActualRevision uint64 `protobuf:"varint,3,opt,name=actual_revision,json=actualRevision,proto3" json:"actual_revision,omitempty"`
 	StreamExists   bool   `protobuf:"varint,4,opt,name=stream_exists,json=streamExists,proto3" json:"stream_exists,omitempty"`
 	Tombstoned     bool   `protobuf:"varint,5,opt,name=tombstoned,proto3" json:"tombstoned,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The stream is soft-deleted (its last revision is still actual_revision).
+	Deleted bool `protobuf:"varint,6,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// The condition was on the stream's metadata revision (SetStreamMetadata): actual_revision is
+	// the latest metadata revision and stream_exists says whether any metadata is set.
+	Metadata      bool `protobuf:"varint,7,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamViolation) Reset() {
@@ -99,6 +104,20 @@ func (x *StreamViolation) GetStreamExists() bool {
 func (x *StreamViolation) GetTombstoned() bool {
 	if x != nil {
 		return x.Tombstoned
+	}
+	return false
+}
+
+func (x *StreamViolation) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *StreamViolation) GetMetadata() bool {
+	if x != nil {
+		return x.Metadata
 	}
 	return false
 }
@@ -406,7 +425,7 @@ var File_cairn_v1_errors_proto protoreflect.FileDescriptor
 
 const file_cairn_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x15cairn/v1/errors.proto\x12\bcairn.v1\x1a\x15cairn/v1/events.proto\x1a\x1egoogle/protobuf/duration.proto\"\xcf\x01\n" +
+	"\x15cairn/v1/errors.proto\x12\bcairn.v1\x1a\x15cairn/v1/events.proto\x1a\x1egoogle/protobuf/duration.proto\"\x85\x02\n" +
 	"\x0fStreamViolation\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x126\n" +
 	"\bexpected\x18\x02 \x01(\v2\x1a.cairn.v1.ExpectedRevisionR\bexpected\x12'\n" +
@@ -414,7 +433,9 @@ const file_cairn_v1_errors_proto_rawDesc = "" +
 	"\rstream_exists\x18\x04 \x01(\bR\fstreamExists\x12\x1e\n" +
 	"\n" +
 	"tombstoned\x18\x05 \x01(\bR\n" +
-	"tombstoned\"R\n" +
+	"tombstoned\x12\x18\n" +
+	"\adeleted\x18\x06 \x01(\bR\adeleted\x12\x1a\n" +
+	"\bmetadata\x18\a \x01(\bR\bmetadata\"R\n" +
 	"\x15WrongExpectedRevision\x129\n" +
 	"\n" +
 	"violations\x18\x01 \x03(\v2\x19.cairn.v1.StreamViolationR\n" +

@@ -1606,8 +1606,11 @@ type SubscribeRequest struct {
 	// A heartbeat is sent after this long without any other message; 0 means the server default
 	// (5 s). Clamped to [10 ms, 1 min].
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,8,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Deliver events whose commit time is at or after from_time (inclusive), found by binary
+	// search over commit times. Exclusive with from, from_start and from_end.
+	FromTime      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubscribeRequest) Reset() {
@@ -1692,6 +1695,13 @@ func (x *SubscribeRequest) GetCheckpointInterval() *durationpb.Duration {
 func (x *SubscribeRequest) GetHeartbeatInterval() *durationpb.Duration {
 	if x != nil {
 		return x.HeartbeatInterval
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetFromTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FromTime
 	}
 	return nil
 }
@@ -1928,11 +1938,18 @@ type GetStreamInfoResponse struct {
 	LastPosition  uint64                 `protobuf:"varint,6,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
 	EventCount    uint64                 `protobuf:"varint,7,opt,name=event_count,json=eventCount,proto3" json:"event_count,omitempty"`
 	// Commit times of the first and last event.
-	Created       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created,proto3" json:"created,omitempty"`
-	Updated       *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated,proto3" json:"updated,omitempty"`
-	ServedBy      *ServedBy              `protobuf:"bytes,10,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Created  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created,proto3" json:"created,omitempty"`
+	Updated  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated,proto3" json:"updated,omitempty"`
+	ServedBy *ServedBy              `protobuf:"bytes,10,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	// The stream is soft-deleted (DeleteStream) and was not appended to since: exists is false
+	// and last_revision still reports the last revision it had.
+	Deleted bool `protobuf:"varint,11,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// The stream's latest metadata, absent when none was ever set.
+	Metadata *StreamMetadata `protobuf:"bytes,12,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// The revision of that metadata (0 for the first SetStreamMetadata); absent when none.
+	MetadataRevision *uint64 `protobuf:"varint,13,opt,name=metadata_revision,json=metadataRevision,proto3,oneof" json:"metadata_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetStreamInfoResponse) Reset() {
@@ -2035,6 +2052,499 @@ func (x *GetStreamInfoResponse) GetServedBy() *ServedBy {
 	return nil
 }
 
+func (x *GetStreamInfoResponse) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *GetStreamInfoResponse) GetMetadata() *StreamMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *GetStreamInfoResponse) GetMetadataRevision() uint64 {
+	if x != nil && x.MetadataRevision != nil {
+		return *x.MetadataRevision
+	}
+	return 0
+}
+
+// StreamMetadata is a stream's metadata (DESIGN §5). Limits hide the oldest events at read time;
+// every hidden part is a prefix of the stream. first_revision in GetStreamInfo and reads report
+// what is visible.
+type StreamMetadata struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the newest max_count events are visible; absent means no bound. At least 1.
+	MaxCount *uint64 `protobuf:"varint,1,opt,name=max_count,json=maxCount,proto3,oneof" json:"max_count,omitempty"`
+	// Events committed more than max_age before the read are hidden; absent or 0 means no bound.
+	MaxAge *durationpb.Duration `protobuf:"bytes,2,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
+	// Revisions below truncate_before are hidden; absent means none.
+	TruncateBefore *uint64 `protobuf:"varint,3,opt,name=truncate_before,json=truncateBefore,proto3,oneof" json:"truncate_before,omitempty"`
+	// User keys: 1-255 bytes of UTF-8, not starting with '$' (reserved); at most 64 keys and 16 KiB
+	// in all (keys plus values).
+	User          map[string][]byte `protobuf:"bytes,4,rep,name=user,proto3" json:"user,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamMetadata) Reset() {
+	*x = StreamMetadata{}
+	mi := &file_cairn_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamMetadata) ProtoMessage() {}
+
+func (x *StreamMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamMetadata.ProtoReflect.Descriptor instead.
+func (*StreamMetadata) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *StreamMetadata) GetMaxCount() uint64 {
+	if x != nil && x.MaxCount != nil {
+		return *x.MaxCount
+	}
+	return 0
+}
+
+func (x *StreamMetadata) GetMaxAge() *durationpb.Duration {
+	if x != nil {
+		return x.MaxAge
+	}
+	return nil
+}
+
+func (x *StreamMetadata) GetTruncateBefore() uint64 {
+	if x != nil && x.TruncateBefore != nil {
+		return *x.TruncateBefore
+	}
+	return 0
+}
+
+func (x *StreamMetadata) GetUser() map[string][]byte {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+// SetStreamMetadataRequest sets one stream's metadata.
+type SetStreamMetadataRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stream string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// Condition on the metadata revision (not the stream's revision). Unset is KIND_ANY.
+	Expected      *ExpectedRevision `protobuf:"bytes,2,opt,name=expected,proto3" json:"expected,omitempty"`
+	Metadata      *StreamMetadata   `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	RequireLeader bool              `protobuf:"varint,4,opt,name=require_leader,json=requireLeader,proto3" json:"require_leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetStreamMetadataRequest) Reset() {
+	*x = SetStreamMetadataRequest{}
+	mi := &file_cairn_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetStreamMetadataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetStreamMetadataRequest) ProtoMessage() {}
+
+func (x *SetStreamMetadataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetStreamMetadataRequest.ProtoReflect.Descriptor instead.
+func (*SetStreamMetadataRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SetStreamMetadataRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *SetStreamMetadataRequest) GetExpected() *ExpectedRevision {
+	if x != nil {
+		return x.Expected
+	}
+	return nil
+}
+
+func (x *SetStreamMetadataRequest) GetMetadata() *StreamMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *SetStreamMetadataRequest) GetRequireLeader() bool {
+	if x != nil {
+		return x.RequireLeader
+	}
+	return false
+}
+
+// SetStreamMetadataResponse describes committed metadata.
+type SetStreamMetadataResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new metadata revision.
+	MetadataRevision uint64 `protobuf:"varint,1,opt,name=metadata_revision,json=metadataRevision,proto3" json:"metadata_revision,omitempty"`
+	// Position of the metadata record in the log (not shown in $all).
+	Position      uint64                 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	LogIndex      uint64                 `protobuf:"varint,3,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	CommitTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=commit_time,json=commitTime,proto3" json:"commit_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetStreamMetadataResponse) Reset() {
+	*x = SetStreamMetadataResponse{}
+	mi := &file_cairn_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetStreamMetadataResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetStreamMetadataResponse) ProtoMessage() {}
+
+func (x *SetStreamMetadataResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetStreamMetadataResponse.ProtoReflect.Descriptor instead.
+func (*SetStreamMetadataResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SetStreamMetadataResponse) GetMetadataRevision() uint64 {
+	if x != nil {
+		return x.MetadataRevision
+	}
+	return 0
+}
+
+func (x *SetStreamMetadataResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *SetStreamMetadataResponse) GetLogIndex() uint64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
+func (x *SetStreamMetadataResponse) GetCommitTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CommitTime
+	}
+	return nil
+}
+
+// GetStreamMetadataRequest names the stream.
+type GetStreamMetadataRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stream        string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Options       *ReadOptions           `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStreamMetadataRequest) Reset() {
+	*x = GetStreamMetadataRequest{}
+	mi := &file_cairn_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStreamMetadataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStreamMetadataRequest) ProtoMessage() {}
+
+func (x *GetStreamMetadataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStreamMetadataRequest.ProtoReflect.Descriptor instead.
+func (*GetStreamMetadataRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetStreamMetadataRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *GetStreamMetadataRequest) GetOptions() *ReadOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+// GetStreamMetadataResponse is a stream's latest metadata.
+type GetStreamMetadataResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stream string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// Metadata was set at least once.
+	Exists bool `protobuf:"varint,2,opt,name=exists,proto3" json:"exists,omitempty"`
+	// Meaningful when exists.
+	MetadataRevision uint64          `protobuf:"varint,3,opt,name=metadata_revision,json=metadataRevision,proto3" json:"metadata_revision,omitempty"`
+	Metadata         *StreamMetadata `protobuf:"bytes,4,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	ServedBy         *ServedBy       `protobuf:"bytes,5,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GetStreamMetadataResponse) Reset() {
+	*x = GetStreamMetadataResponse{}
+	mi := &file_cairn_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStreamMetadataResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStreamMetadataResponse) ProtoMessage() {}
+
+func (x *GetStreamMetadataResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStreamMetadataResponse.ProtoReflect.Descriptor instead.
+func (*GetStreamMetadataResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetStreamMetadataResponse) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *GetStreamMetadataResponse) GetExists() bool {
+	if x != nil {
+		return x.Exists
+	}
+	return false
+}
+
+func (x *GetStreamMetadataResponse) GetMetadataRevision() uint64 {
+	if x != nil {
+		return x.MetadataRevision
+	}
+	return 0
+}
+
+func (x *GetStreamMetadataResponse) GetMetadata() *StreamMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *GetStreamMetadataResponse) GetServedBy() *ServedBy {
+	if x != nil {
+		return x.ServedBy
+	}
+	return nil
+}
+
+// DeleteStreamRequest soft-deletes one stream.
+type DeleteStreamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stream        string                 `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Expected      *ExpectedRevision      `protobuf:"bytes,2,opt,name=expected,proto3" json:"expected,omitempty"`
+	RequireLeader bool                   `protobuf:"varint,3,opt,name=require_leader,json=requireLeader,proto3" json:"require_leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteStreamRequest) Reset() {
+	*x = DeleteStreamRequest{}
+	mi := &file_cairn_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteStreamRequest) ProtoMessage() {}
+
+func (x *DeleteStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteStreamRequest.ProtoReflect.Descriptor instead.
+func (*DeleteStreamRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeleteStreamRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *DeleteStreamRequest) GetExpected() *ExpectedRevision {
+	if x != nil {
+		return x.Expected
+	}
+	return nil
+}
+
+func (x *DeleteStreamRequest) GetRequireLeader() bool {
+	if x != nil {
+		return x.RequireLeader
+	}
+	return false
+}
+
+// DeleteStreamResponse describes a committed soft delete.
+type DeleteStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position of the delete record; $all shows it with type "$deleted".
+	Position      uint64                 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	LogIndex      uint64                 `protobuf:"varint,2,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	CommitTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=commit_time,json=commitTime,proto3" json:"commit_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteStreamResponse) Reset() {
+	*x = DeleteStreamResponse{}
+	mi := &file_cairn_v1_events_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteStreamResponse) ProtoMessage() {}
+
+func (x *DeleteStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_events_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteStreamResponse.ProtoReflect.Descriptor instead.
+func (*DeleteStreamResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_events_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DeleteStreamResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *DeleteStreamResponse) GetLogIndex() uint64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
+func (x *DeleteStreamResponse) GetCommitTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CommitTime
+	}
+	return nil
+}
+
 // CaughtUp marks the hand-over from history to live delivery: every matching event up to
 // position (and, for a stream, revision) was delivered before it. Sent once after the
 // catch-up, and again after each fell_behind.
@@ -2051,7 +2561,7 @@ type SubscribeResponse_CaughtUp struct {
 
 func (x *SubscribeResponse_CaughtUp) Reset() {
 	*x = SubscribeResponse_CaughtUp{}
-	mi := &file_cairn_v1_events_proto_msgTypes[22]
+	mi := &file_cairn_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2573,7 @@ func (x *SubscribeResponse_CaughtUp) String() string {
 func (*SubscribeResponse_CaughtUp) ProtoMessage() {}
 
 func (x *SubscribeResponse_CaughtUp) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_events_proto_msgTypes[22]
+	mi := &file_cairn_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2616,7 @@ type SubscribeResponse_Checkpoint struct {
 
 func (x *SubscribeResponse_Checkpoint) Reset() {
 	*x = SubscribeResponse_Checkpoint{}
-	mi := &file_cairn_v1_events_proto_msgTypes[23]
+	mi := &file_cairn_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2118,7 +2628,7 @@ func (x *SubscribeResponse_Checkpoint) String() string {
 func (*SubscribeResponse_Checkpoint) ProtoMessage() {}
 
 func (x *SubscribeResponse_Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_events_proto_msgTypes[23]
+	mi := &file_cairn_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2660,7 @@ type SubscribeResponse_Heartbeat struct {
 
 func (x *SubscribeResponse_Heartbeat) Reset() {
 	*x = SubscribeResponse_Heartbeat{}
-	mi := &file_cairn_v1_events_proto_msgTypes[24]
+	mi := &file_cairn_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2162,7 +2672,7 @@ func (x *SubscribeResponse_Heartbeat) String() string {
 func (*SubscribeResponse_Heartbeat) ProtoMessage() {}
 
 func (x *SubscribeResponse_Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_events_proto_msgTypes[24]
+	mi := &file_cairn_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2703,7 @@ type SubscribeResponse_FellBehind struct {
 
 func (x *SubscribeResponse_FellBehind) Reset() {
 	*x = SubscribeResponse_FellBehind{}
-	mi := &file_cairn_v1_events_proto_msgTypes[25]
+	mi := &file_cairn_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2205,7 +2715,7 @@ func (x *SubscribeResponse_FellBehind) String() string {
 func (*SubscribeResponse_FellBehind) ProtoMessage() {}
 
 func (x *SubscribeResponse_FellBehind) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_events_proto_msgTypes[25]
+	mi := &file_cairn_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2757,7 @@ type SubscribeResponse_EventBatch struct {
 
 func (x *SubscribeResponse_EventBatch) Reset() {
 	*x = SubscribeResponse_EventBatch{}
-	mi := &file_cairn_v1_events_proto_msgTypes[26]
+	mi := &file_cairn_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2769,7 @@ func (x *SubscribeResponse_EventBatch) String() string {
 func (*SubscribeResponse_EventBatch) ProtoMessage() {}
 
 func (x *SubscribeResponse_EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_events_proto_msgTypes[26]
+	mi := &file_cairn_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2920,7 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\bposition\x18\x01 \x01(\x04R\bposition\x12\x1b\n" +
 	"\tlog_index\x18\x02 \x01(\x04R\blogIndex\x12;\n" +
 	"\vcommit_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"commitTime\"\xe9\x02\n" +
+	"commitTime\"\xa2\x03\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x1d\n" +
@@ -2420,7 +2930,8 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\x06filter\x18\x05 \x01(\v2\x10.cairn.v1.FilterR\x06filter\x12/\n" +
 	"\aoptions\x18\x06 \x01(\v2\x15.cairn.v1.ReadOptionsR\aoptions\x12J\n" +
 	"\x13checkpoint_interval\x18\a \x01(\v2\x19.google.protobuf.DurationR\x12checkpointInterval\x12H\n" +
-	"\x12heartbeat_interval\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\x88\x06\n" +
+	"\x12heartbeat_interval\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x127\n" +
+	"\tfrom_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\"\x88\x06\n" +
 	"\x11SubscribeResponse\x12/\n" +
 	"\x05event\x18\x01 \x01(\v2\x17.cairn.v1.RecordedEventH\x00R\x05event\x12C\n" +
 	"\tcaught_up\x18\x02 \x01(\v2$.cairn.v1.SubscribeResponse.CaughtUpH\x00R\bcaughtUp\x12H\n" +
@@ -2452,7 +2963,7 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\x04kind\"_\n" +
 	"\x14GetStreamInfoRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12/\n" +
-	"\aoptions\x18\x02 \x01(\v2\x15.cairn.v1.ReadOptionsR\aoptions\"\x96\x03\n" +
+	"\aoptions\x18\x02 \x01(\v2\x15.cairn.v1.ReadOptionsR\aoptions\"\xae\x04\n" +
 	"\x15GetStreamInfoResponse\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x16\n" +
 	"\x06exists\x18\x02 \x01(\bR\x06exists\x12\x1e\n" +
@@ -2467,7 +2978,51 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\acreated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
 	"\aupdated\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x12/\n" +
 	"\tserved_by\x18\n" +
-	" \x01(\v2\x12.cairn.v1.ServedByR\bservedBy*U\n" +
+	" \x01(\v2\x12.cairn.v1.ServedByR\bservedBy\x12\x18\n" +
+	"\adeleted\x18\v \x01(\bR\adeleted\x124\n" +
+	"\bmetadata\x18\f \x01(\v2\x18.cairn.v1.StreamMetadataR\bmetadata\x120\n" +
+	"\x11metadata_revision\x18\r \x01(\x04H\x00R\x10metadataRevision\x88\x01\x01B\x14\n" +
+	"\x12_metadata_revision\"\xa7\x02\n" +
+	"\x0eStreamMetadata\x12 \n" +
+	"\tmax_count\x18\x01 \x01(\x04H\x00R\bmaxCount\x88\x01\x01\x122\n" +
+	"\amax_age\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06maxAge\x12,\n" +
+	"\x0ftruncate_before\x18\x03 \x01(\x04H\x01R\x0etruncateBefore\x88\x01\x01\x126\n" +
+	"\x04user\x18\x04 \x03(\v2\".cairn.v1.StreamMetadata.UserEntryR\x04user\x1a7\n" +
+	"\tUserEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01B\f\n" +
+	"\n" +
+	"_max_countB\x12\n" +
+	"\x10_truncate_before\"\xc7\x01\n" +
+	"\x18SetStreamMetadataRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x126\n" +
+	"\bexpected\x18\x02 \x01(\v2\x1a.cairn.v1.ExpectedRevisionR\bexpected\x124\n" +
+	"\bmetadata\x18\x03 \x01(\v2\x18.cairn.v1.StreamMetadataR\bmetadata\x12%\n" +
+	"\x0erequire_leader\x18\x04 \x01(\bR\rrequireLeader\"\xbe\x01\n" +
+	"\x19SetStreamMetadataResponse\x12+\n" +
+	"\x11metadata_revision\x18\x01 \x01(\x04R\x10metadataRevision\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x1b\n" +
+	"\tlog_index\x18\x03 \x01(\x04R\blogIndex\x12;\n" +
+	"\vcommit_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"commitTime\"c\n" +
+	"\x18GetStreamMetadataRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12/\n" +
+	"\aoptions\x18\x02 \x01(\v2\x15.cairn.v1.ReadOptionsR\aoptions\"\xdf\x01\n" +
+	"\x19GetStreamMetadataResponse\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x16\n" +
+	"\x06exists\x18\x02 \x01(\bR\x06exists\x12+\n" +
+	"\x11metadata_revision\x18\x03 \x01(\x04R\x10metadataRevision\x124\n" +
+	"\bmetadata\x18\x04 \x01(\v2\x18.cairn.v1.StreamMetadataR\bmetadata\x12/\n" +
+	"\tserved_by\x18\x05 \x01(\v2\x12.cairn.v1.ServedByR\bservedBy\"\x8c\x01\n" +
+	"\x13DeleteStreamRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x126\n" +
+	"\bexpected\x18\x02 \x01(\v2\x1a.cairn.v1.ExpectedRevisionR\bexpected\x12%\n" +
+	"\x0erequire_leader\x18\x03 \x01(\bR\rrequireLeader\"\x8c\x01\n" +
+	"\x14DeleteStreamResponse\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\x12\x1b\n" +
+	"\tlog_index\x18\x02 \x01(\x04R\blogIndex\x12;\n" +
+	"\vcommit_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"commitTime*U\n" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11DIRECTION_FORWARD\x10\x01\x12\x16\n" +
@@ -2476,7 +3031,7 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x16\n" +
 	"\x12CONSISTENCY_LEADER\x10\x02\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x032\xe8\x03\n" +
+	"\x11CONSISTENCY_STALE\x10\x032\xf3\x05\n" +
 	"\x06Events\x12;\n" +
 	"\x06Append\x12\x17.cairn.v1.AppendRequest\x1a\x18.cairn.v1.AppendResponse\x12J\n" +
 	"\vAppendMulti\x12\x1c.cairn.v1.AppendMultiRequest\x1a\x1d.cairn.v1.AppendMultiResponse\x125\n" +
@@ -2484,7 +3039,10 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\aReadAll\x12\x18.cairn.v1.ReadAllRequest\x1a\x19.cairn.v1.ReadAllResponse\x12D\n" +
 	"\tTombstone\x12\x1a.cairn.v1.TombstoneRequest\x1a\x1b.cairn.v1.TombstoneResponse\x12P\n" +
 	"\rGetStreamInfo\x12\x1e.cairn.v1.GetStreamInfoRequest\x1a\x1f.cairn.v1.GetStreamInfoResponse\x12F\n" +
-	"\tSubscribe\x12\x1a.cairn.v1.SubscribeRequest\x1a\x1b.cairn.v1.SubscribeResponse0\x01B&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
+	"\tSubscribe\x12\x1a.cairn.v1.SubscribeRequest\x1a\x1b.cairn.v1.SubscribeResponse0\x01\x12\\\n" +
+	"\x11SetStreamMetadata\x12\".cairn.v1.SetStreamMetadataRequest\x1a#.cairn.v1.SetStreamMetadataResponse\x12\\\n" +
+	"\x11GetStreamMetadata\x12\".cairn.v1.GetStreamMetadataRequest\x1a#.cairn.v1.GetStreamMetadataResponse\x12M\n" +
+	"\fDeleteStream\x12\x1d.cairn.v1.DeleteStreamRequest\x1a\x1e.cairn.v1.DeleteStreamResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
 
 var (
 	file_cairn_v1_events_proto_rawDescOnce sync.Once
@@ -2499,7 +3057,7 @@ func file_cairn_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_cairn_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_cairn_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_cairn_v1_events_proto_goTypes = []any{
 	(Direction)(0),                       // 0: cairn.v1.Direction
 	(Consistency)(0),                     // 1: cairn.v1.Consistency
@@ -2526,76 +3084,102 @@ var file_cairn_v1_events_proto_goTypes = []any{
 	(*SubscribeResponse)(nil),            // 22: cairn.v1.SubscribeResponse
 	(*GetStreamInfoRequest)(nil),         // 23: cairn.v1.GetStreamInfoRequest
 	(*GetStreamInfoResponse)(nil),        // 24: cairn.v1.GetStreamInfoResponse
-	(*SubscribeResponse_CaughtUp)(nil),   // 25: cairn.v1.SubscribeResponse.CaughtUp
-	(*SubscribeResponse_Checkpoint)(nil), // 26: cairn.v1.SubscribeResponse.Checkpoint
-	(*SubscribeResponse_Heartbeat)(nil),  // 27: cairn.v1.SubscribeResponse.Heartbeat
-	(*SubscribeResponse_FellBehind)(nil), // 28: cairn.v1.SubscribeResponse.FellBehind
-	(*SubscribeResponse_EventBatch)(nil), // 29: cairn.v1.SubscribeResponse.EventBatch
-	(*timestamppb.Timestamp)(nil),        // 30: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),          // 31: google.protobuf.Duration
+	(*StreamMetadata)(nil),               // 25: cairn.v1.StreamMetadata
+	(*SetStreamMetadataRequest)(nil),     // 26: cairn.v1.SetStreamMetadataRequest
+	(*SetStreamMetadataResponse)(nil),    // 27: cairn.v1.SetStreamMetadataResponse
+	(*GetStreamMetadataRequest)(nil),     // 28: cairn.v1.GetStreamMetadataRequest
+	(*GetStreamMetadataResponse)(nil),    // 29: cairn.v1.GetStreamMetadataResponse
+	(*DeleteStreamRequest)(nil),          // 30: cairn.v1.DeleteStreamRequest
+	(*DeleteStreamResponse)(nil),         // 31: cairn.v1.DeleteStreamResponse
+	(*SubscribeResponse_CaughtUp)(nil),   // 32: cairn.v1.SubscribeResponse.CaughtUp
+	(*SubscribeResponse_Checkpoint)(nil), // 33: cairn.v1.SubscribeResponse.Checkpoint
+	(*SubscribeResponse_Heartbeat)(nil),  // 34: cairn.v1.SubscribeResponse.Heartbeat
+	(*SubscribeResponse_FellBehind)(nil), // 35: cairn.v1.SubscribeResponse.FellBehind
+	(*SubscribeResponse_EventBatch)(nil), // 36: cairn.v1.SubscribeResponse.EventBatch
+	nil,                                  // 37: cairn.v1.StreamMetadata.UserEntry
+	(*timestamppb.Timestamp)(nil),        // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 39: google.protobuf.Duration
 }
 var file_cairn_v1_events_proto_depIdxs = []int32{
 	2,  // 0: cairn.v1.ExpectedRevision.kind:type_name -> cairn.v1.ExpectedRevision.Kind
 	3,  // 1: cairn.v1.AppendRequest.expected:type_name -> cairn.v1.ExpectedRevision
 	4,  // 2: cairn.v1.AppendRequest.events:type_name -> cairn.v1.EventData
-	30, // 3: cairn.v1.AppendResponse.commit_time:type_name -> google.protobuf.Timestamp
+	38, // 3: cairn.v1.AppendResponse.commit_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: cairn.v1.StreamAppend.expected:type_name -> cairn.v1.ExpectedRevision
 	4,  // 5: cairn.v1.StreamAppend.events:type_name -> cairn.v1.EventData
 	7,  // 6: cairn.v1.AppendMultiRequest.appends:type_name -> cairn.v1.StreamAppend
 	9,  // 7: cairn.v1.AppendMultiResponse.results:type_name -> cairn.v1.StreamAppendResult
-	30, // 8: cairn.v1.AppendMultiResponse.commit_time:type_name -> google.protobuf.Timestamp
+	38, // 8: cairn.v1.AppendMultiResponse.commit_time:type_name -> google.protobuf.Timestamp
 	1,  // 9: cairn.v1.ReadOptions.consistency:type_name -> cairn.v1.Consistency
-	31, // 10: cairn.v1.ReadOptions.max_staleness:type_name -> google.protobuf.Duration
-	31, // 11: cairn.v1.ServedBy.last_contact:type_name -> google.protobuf.Duration
-	30, // 12: cairn.v1.RecordedEvent.commit_time:type_name -> google.protobuf.Timestamp
+	39, // 10: cairn.v1.ReadOptions.max_staleness:type_name -> google.protobuf.Duration
+	39, // 11: cairn.v1.ServedBy.last_contact:type_name -> google.protobuf.Duration
+	38, // 12: cairn.v1.RecordedEvent.commit_time:type_name -> google.protobuf.Timestamp
 	0,  // 13: cairn.v1.ReadRequest.direction:type_name -> cairn.v1.Direction
 	11, // 14: cairn.v1.ReadRequest.options:type_name -> cairn.v1.ReadOptions
-	30, // 15: cairn.v1.ReadRequest.stop_at_time:type_name -> google.protobuf.Timestamp
+	38, // 15: cairn.v1.ReadRequest.stop_at_time:type_name -> google.protobuf.Timestamp
 	13, // 16: cairn.v1.ReadResponse.events:type_name -> cairn.v1.RecordedEvent
 	12, // 17: cairn.v1.ReadResponse.served_by:type_name -> cairn.v1.ServedBy
 	0,  // 18: cairn.v1.ReadAllRequest.direction:type_name -> cairn.v1.Direction
 	16, // 19: cairn.v1.ReadAllRequest.filter:type_name -> cairn.v1.Filter
 	11, // 20: cairn.v1.ReadAllRequest.options:type_name -> cairn.v1.ReadOptions
-	30, // 21: cairn.v1.ReadAllRequest.stop_at_time:type_name -> google.protobuf.Timestamp
-	30, // 22: cairn.v1.ReadAllRequest.from_time:type_name -> google.protobuf.Timestamp
+	38, // 21: cairn.v1.ReadAllRequest.stop_at_time:type_name -> google.protobuf.Timestamp
+	38, // 22: cairn.v1.ReadAllRequest.from_time:type_name -> google.protobuf.Timestamp
 	13, // 23: cairn.v1.ReadAllResponse.events:type_name -> cairn.v1.RecordedEvent
 	12, // 24: cairn.v1.ReadAllResponse.served_by:type_name -> cairn.v1.ServedBy
 	3,  // 25: cairn.v1.TombstoneRequest.expected:type_name -> cairn.v1.ExpectedRevision
-	30, // 26: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
+	38, // 26: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
 	16, // 27: cairn.v1.SubscribeRequest.filter:type_name -> cairn.v1.Filter
 	11, // 28: cairn.v1.SubscribeRequest.options:type_name -> cairn.v1.ReadOptions
-	31, // 29: cairn.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
-	31, // 30: cairn.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	13, // 31: cairn.v1.SubscribeResponse.event:type_name -> cairn.v1.RecordedEvent
-	25, // 32: cairn.v1.SubscribeResponse.caught_up:type_name -> cairn.v1.SubscribeResponse.CaughtUp
-	26, // 33: cairn.v1.SubscribeResponse.checkpoint:type_name -> cairn.v1.SubscribeResponse.Checkpoint
-	27, // 34: cairn.v1.SubscribeResponse.heartbeat:type_name -> cairn.v1.SubscribeResponse.Heartbeat
-	28, // 35: cairn.v1.SubscribeResponse.fell_behind:type_name -> cairn.v1.SubscribeResponse.FellBehind
-	29, // 36: cairn.v1.SubscribeResponse.events:type_name -> cairn.v1.SubscribeResponse.EventBatch
-	11, // 37: cairn.v1.GetStreamInfoRequest.options:type_name -> cairn.v1.ReadOptions
-	30, // 38: cairn.v1.GetStreamInfoResponse.created:type_name -> google.protobuf.Timestamp
-	30, // 39: cairn.v1.GetStreamInfoResponse.updated:type_name -> google.protobuf.Timestamp
-	12, // 40: cairn.v1.GetStreamInfoResponse.served_by:type_name -> cairn.v1.ServedBy
-	13, // 41: cairn.v1.SubscribeResponse.EventBatch.events:type_name -> cairn.v1.RecordedEvent
-	5,  // 42: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
-	8,  // 43: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
-	14, // 44: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
-	17, // 45: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
-	19, // 46: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
-	23, // 47: cairn.v1.Events.GetStreamInfo:input_type -> cairn.v1.GetStreamInfoRequest
-	21, // 48: cairn.v1.Events.Subscribe:input_type -> cairn.v1.SubscribeRequest
-	6,  // 49: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
-	10, // 50: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
-	15, // 51: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
-	18, // 52: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
-	20, // 53: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
-	24, // 54: cairn.v1.Events.GetStreamInfo:output_type -> cairn.v1.GetStreamInfoResponse
-	22, // 55: cairn.v1.Events.Subscribe:output_type -> cairn.v1.SubscribeResponse
-	49, // [49:56] is the sub-list for method output_type
-	42, // [42:49] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	39, // 29: cairn.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
+	39, // 30: cairn.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	38, // 31: cairn.v1.SubscribeRequest.from_time:type_name -> google.protobuf.Timestamp
+	13, // 32: cairn.v1.SubscribeResponse.event:type_name -> cairn.v1.RecordedEvent
+	32, // 33: cairn.v1.SubscribeResponse.caught_up:type_name -> cairn.v1.SubscribeResponse.CaughtUp
+	33, // 34: cairn.v1.SubscribeResponse.checkpoint:type_name -> cairn.v1.SubscribeResponse.Checkpoint
+	34, // 35: cairn.v1.SubscribeResponse.heartbeat:type_name -> cairn.v1.SubscribeResponse.Heartbeat
+	35, // 36: cairn.v1.SubscribeResponse.fell_behind:type_name -> cairn.v1.SubscribeResponse.FellBehind
+	36, // 37: cairn.v1.SubscribeResponse.events:type_name -> cairn.v1.SubscribeResponse.EventBatch
+	11, // 38: cairn.v1.GetStreamInfoRequest.options:type_name -> cairn.v1.ReadOptions
+	38, // 39: cairn.v1.GetStreamInfoResponse.created:type_name -> google.protobuf.Timestamp
+	38, // 40: cairn.v1.GetStreamInfoResponse.updated:type_name -> google.protobuf.Timestamp
+	12, // 41: cairn.v1.GetStreamInfoResponse.served_by:type_name -> cairn.v1.ServedBy
+	25, // 42: cairn.v1.GetStreamInfoResponse.metadata:type_name -> cairn.v1.StreamMetadata
+	39, // 43: cairn.v1.StreamMetadata.max_age:type_name -> google.protobuf.Duration
+	37, // 44: cairn.v1.StreamMetadata.user:type_name -> cairn.v1.StreamMetadata.UserEntry
+	3,  // 45: cairn.v1.SetStreamMetadataRequest.expected:type_name -> cairn.v1.ExpectedRevision
+	25, // 46: cairn.v1.SetStreamMetadataRequest.metadata:type_name -> cairn.v1.StreamMetadata
+	38, // 47: cairn.v1.SetStreamMetadataResponse.commit_time:type_name -> google.protobuf.Timestamp
+	11, // 48: cairn.v1.GetStreamMetadataRequest.options:type_name -> cairn.v1.ReadOptions
+	25, // 49: cairn.v1.GetStreamMetadataResponse.metadata:type_name -> cairn.v1.StreamMetadata
+	12, // 50: cairn.v1.GetStreamMetadataResponse.served_by:type_name -> cairn.v1.ServedBy
+	3,  // 51: cairn.v1.DeleteStreamRequest.expected:type_name -> cairn.v1.ExpectedRevision
+	38, // 52: cairn.v1.DeleteStreamResponse.commit_time:type_name -> google.protobuf.Timestamp
+	13, // 53: cairn.v1.SubscribeResponse.EventBatch.events:type_name -> cairn.v1.RecordedEvent
+	5,  // 54: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
+	8,  // 55: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
+	14, // 56: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
+	17, // 57: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
+	19, // 58: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
+	23, // 59: cairn.v1.Events.GetStreamInfo:input_type -> cairn.v1.GetStreamInfoRequest
+	21, // 60: cairn.v1.Events.Subscribe:input_type -> cairn.v1.SubscribeRequest
+	26, // 61: cairn.v1.Events.SetStreamMetadata:input_type -> cairn.v1.SetStreamMetadataRequest
+	28, // 62: cairn.v1.Events.GetStreamMetadata:input_type -> cairn.v1.GetStreamMetadataRequest
+	30, // 63: cairn.v1.Events.DeleteStream:input_type -> cairn.v1.DeleteStreamRequest
+	6,  // 64: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
+	10, // 65: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
+	15, // 66: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
+	18, // 67: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
+	20, // 68: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
+	24, // 69: cairn.v1.Events.GetStreamInfo:output_type -> cairn.v1.GetStreamInfoResponse
+	22, // 70: cairn.v1.Events.Subscribe:output_type -> cairn.v1.SubscribeResponse
+	27, // 71: cairn.v1.Events.SetStreamMetadata:output_type -> cairn.v1.SetStreamMetadataResponse
+	29, // 72: cairn.v1.Events.GetStreamMetadata:output_type -> cairn.v1.GetStreamMetadataResponse
+	31, // 73: cairn.v1.Events.DeleteStream:output_type -> cairn.v1.DeleteStreamResponse
+	64, // [64:74] is the sub-list for method output_type
+	54, // [54:64] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_events_proto_init() }
@@ -2611,14 +3195,16 @@ func file_cairn_v1_events_proto_init() {
 		(*SubscribeResponse_FellBehind_)(nil),
 		(*SubscribeResponse_Events)(nil),
 	}
+	file_cairn_v1_events_proto_msgTypes[21].OneofWrappers = []any{}
 	file_cairn_v1_events_proto_msgTypes[22].OneofWrappers = []any{}
+	file_cairn_v1_events_proto_msgTypes[29].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_events_proto_rawDesc), len(file_cairn_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   27,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

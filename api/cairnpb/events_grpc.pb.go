@@ -25,13 +25,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Events_Append_FullMethodName        = "/cairn.v1.Events/Append"
-	Events_AppendMulti_FullMethodName   = "/cairn.v1.Events/AppendMulti"
-	Events_Read_FullMethodName          = "/cairn.v1.Events/Read"
-	Events_ReadAll_FullMethodName       = "/cairn.v1.Events/ReadAll"
-	Events_Tombstone_FullMethodName     = "/cairn.v1.Events/Tombstone"
-	Events_GetStreamInfo_FullMethodName = "/cairn.v1.Events/GetStreamInfo"
-	Events_Subscribe_FullMethodName     = "/cairn.v1.Events/Subscribe"
+	Events_Append_FullMethodName            = "/cairn.v1.Events/Append"
+	Events_AppendMulti_FullMethodName       = "/cairn.v1.Events/AppendMulti"
+	Events_Read_FullMethodName              = "/cairn.v1.Events/Read"
+	Events_ReadAll_FullMethodName           = "/cairn.v1.Events/ReadAll"
+	Events_Tombstone_FullMethodName         = "/cairn.v1.Events/Tombstone"
+	Events_GetStreamInfo_FullMethodName     = "/cairn.v1.Events/GetStreamInfo"
+	Events_Subscribe_FullMethodName         = "/cairn.v1.Events/Subscribe"
+	Events_SetStreamMetadata_FullMethodName = "/cairn.v1.Events/SetStreamMetadata"
+	Events_GetStreamMetadata_FullMethodName = "/cairn.v1.Events/GetStreamMetadata"
+	Events_DeleteStream_FullMethodName      = "/cairn.v1.Events/DeleteStream"
 )
 
 // EventsClient is the client API for Events service.
@@ -65,6 +68,21 @@ type EventsClient interface {
 	// at the hand-over. The stream of responses never ends by itself; see SubscribeRequest and
 	// SubscribeResponse for the messages and api/DESIGN.md ("Subscriptions") for the rules.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
+	// SetStreamMetadata replaces a stream's metadata (max_count, max_age, truncate_before, user
+	// keys) if the expected *metadata* revision holds (KIND_NO_STREAM: no metadata set yet;
+	// KIND_STREAM_EXISTS: some set; KIND_EXACT: the latest has that revision; else ABORTED). Reads
+	// and subscriptions hide what the limits exclude from the moment it is committed. The stream
+	// need not have events; a tombstoned stream fails with FAILED_PRECONDITION. Forwarded like
+	// Append.
+	SetStreamMetadata(ctx context.Context, in *SetStreamMetadataRequest, opts ...grpc.CallOption) (*SetStreamMetadataResponse, error)
+	// GetStreamMetadata returns a stream's latest metadata and its revision (exists is false when
+	// none was ever set). Read consistency and forwarding as for Read.
+	GetStreamMetadata(ctx context.Context, in *GetStreamMetadataRequest, opts ...grpc.CallOption) (*GetStreamMetadataResponse, error)
+	// DeleteStream soft-deletes a stream if the expected revision holds: reads of it fail with
+	// NOT_FOUND and its events are hidden everywhere (also in $all), until it is appended to again;
+	// revisions then continue after the last one (KIND_NO_STREAM is accepted for that append). A
+	// stream without events fails with NOT_FOUND. Forwarded like Append.
+	DeleteStream(ctx context.Context, in *DeleteStreamRequest, opts ...grpc.CallOption) (*DeleteStreamResponse, error)
 }
 
 type eventsClient struct {
@@ -154,6 +172,36 @@ func (c *eventsClient) Subscribe(ctx context.Context, in *SubscribeRequest, opts
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Events_SubscribeClient = grpc.ServerStreamingClient[SubscribeResponse]
 
+func (c *eventsClient) SetStreamMetadata(ctx context.Context, in *SetStreamMetadataRequest, opts ...grpc.CallOption) (*SetStreamMetadataResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetStreamMetadataResponse)
+	err := c.cc.Invoke(ctx, Events_SetStreamMetadata_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventsClient) GetStreamMetadata(ctx context.Context, in *GetStreamMetadataRequest, opts ...grpc.CallOption) (*GetStreamMetadataResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStreamMetadataResponse)
+	err := c.cc.Invoke(ctx, Events_GetStreamMetadata_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventsClient) DeleteStream(ctx context.Context, in *DeleteStreamRequest, opts ...grpc.CallOption) (*DeleteStreamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteStreamResponse)
+	err := c.cc.Invoke(ctx, Events_DeleteStream_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventsServer is the server API for Events service.
 // All implementations must embed UnimplementedEventsServer
 // for forward compatibility.
@@ -185,6 +233,21 @@ type EventsServer interface {
 	// at the hand-over. The stream of responses never ends by itself; see SubscribeRequest and
 	// SubscribeResponse for the messages and api/DESIGN.md ("Subscriptions") for the rules.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
+	// SetStreamMetadata replaces a stream's metadata (max_count, max_age, truncate_before, user
+	// keys) if the expected *metadata* revision holds (KIND_NO_STREAM: no metadata set yet;
+	// KIND_STREAM_EXISTS: some set; KIND_EXACT: the latest has that revision; else ABORTED). Reads
+	// and subscriptions hide what the limits exclude from the moment it is committed. The stream
+	// need not have events; a tombstoned stream fails with FAILED_PRECONDITION. Forwarded like
+	// Append.
+	SetStreamMetadata(context.Context, *SetStreamMetadataRequest) (*SetStreamMetadataResponse, error)
+	// GetStreamMetadata returns a stream's latest metadata and its revision (exists is false when
+	// none was ever set). Read consistency and forwarding as for Read.
+	GetStreamMetadata(context.Context, *GetStreamMetadataRequest) (*GetStreamMetadataResponse, error)
+	// DeleteStream soft-deletes a stream if the expected revision holds: reads of it fail with
+	// NOT_FOUND and its events are hidden everywhere (also in $all), until it is appended to again;
+	// revisions then continue after the last one (KIND_NO_STREAM is accepted for that append). A
+	// stream without events fails with NOT_FOUND. Forwarded like Append.
+	DeleteStream(context.Context, *DeleteStreamRequest) (*DeleteStreamResponse, error)
 	mustEmbedUnimplementedEventsServer()
 }
 
@@ -215,6 +278,15 @@ func (UnimplementedEventsServer) GetStreamInfo(context.Context, *GetStreamInfoRe
 }
 func (UnimplementedEventsServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedEventsServer) SetStreamMetadata(context.Context, *SetStreamMetadataRequest) (*SetStreamMetadataResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetStreamMetadata not implemented")
+}
+func (UnimplementedEventsServer) GetStreamMetadata(context.Context, *GetStreamMetadataRequest) (*GetStreamMetadataResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStreamMetadata not implemented")
+}
+func (UnimplementedEventsServer) DeleteStream(context.Context, *DeleteStreamRequest) (*DeleteStreamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteStream not implemented")
 }
 func (UnimplementedEventsServer) mustEmbedUnimplementedEventsServer() {}
 func (UnimplementedEventsServer) testEmbeddedByValue()                {}
@@ -356,6 +428,60 @@ func _Events_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Events_SubscribeServer = grpc.ServerStreamingServer[SubscribeResponse]
 
+func _Events_SetStreamMetadata_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetStreamMetadataRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventsServer).SetStreamMetadata(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Events_SetStreamMetadata_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventsServer).SetStreamMetadata(ctx, req.(*SetStreamMetadataRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Events_GetStreamMetadata_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStreamMetadataRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventsServer).GetStreamMetadata(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Events_GetStreamMetadata_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventsServer).GetStreamMetadata(ctx, req.(*GetStreamMetadataRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Events_DeleteStream_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteStreamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventsServer).DeleteStream(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Events_DeleteStream_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventsServer).DeleteStream(ctx, req.(*DeleteStreamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Events_ServiceDesc is the grpc.ServiceDesc for Events service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -386,6 +512,18 @@ var Events_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStreamInfo",
 			Handler:    _Events_GetStreamInfo_Handler,
+		},
+		{
+			MethodName: "SetStreamMetadata",
+			Handler:    _Events_SetStreamMetadata_Handler,
+		},
+		{
+			MethodName: "GetStreamMetadata",
+			Handler:    _Events_GetStreamMetadata_Handler,
+		},
+		{
+			MethodName: "DeleteStream",
+			Handler:    _Events_DeleteStream_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -56,6 +56,9 @@ func (s *Service) validateSetMetadata(req *cairnpb.SetStreamMetadataRequest) (*f
 		return nil, err
 	}
 	md := req.GetMetadata()
+	if md == nil {
+		md = &cairnpb.StreamMetadata{} // no metadata clears every limit and key
+	}
 	if n := len(md.GetUser()); n > fsm.MaxMetadataUserKeys {
 		return nil, limitError("metadata_user_keys", fsm.MaxMetadataUserKeys, n, "metadata.user")
 	}

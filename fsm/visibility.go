@@ -254,6 +254,9 @@ func (f *FSM) StreamMetadata(ctx context.Context, name string) (StreamMetadata, 
 // metadataFromPB validates a command's metadata and returns it with user keys sorted, as it is
 // encoded into the record. The checks depend only on the command, so every node decides alike.
 func metadataFromPB(pb *fsmpb.StreamMetadata) (*fsmpb.StreamMetadata, error) {
+	if pb == nil {
+		pb = &fsmpb.StreamMetadata{}
+	}
 	out := &fsmpb.StreamMetadata{MaxCount: pb.MaxCount, MaxAgeNanos: pb.GetMaxAgeNanos(), TruncateBefore: pb.TruncateBefore}
 	if pb.MaxCount != nil && pb.GetMaxCount() == 0 {
 		return nil, invalidf("metadata: max_count must be at least 1")

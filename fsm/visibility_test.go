@@ -124,6 +124,8 @@ func TestMetadataValidationAndUserKeys(t *testing.T) {
 	if f.LastPosition() != 0 {
 		t.Fatalf("rejected metadata wrote records: last position %d", f.LastPosition())
 	}
+	// Absent metadata is empty metadata (it clears every limit).
+	mustOK(t, apply1(t, f, 9, 10, setMetaReq("empty", any_(), nil)))
 	// A stream needs no events to have metadata; user keys come back sorted and intact.
 	mustOK(t, apply1(t, f, 10, 10, setMetaReq("new", noStream(), &fsmpb.StreamMetadata{User: []*fsmpb.UserKey{
 		{Key: "z", Value: []byte("last")}, {Key: "a", Value: []byte("first")}}})))

@@ -138,6 +138,48 @@ func TestAgainstCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("MetadataAndSoftDelete", func(t *testing.T) {
+		c := newTestClient(t, []string{follower.Addr})
+		ctx := ctxTimeout(t, 10*time.Second)
+		for range 3 { // revisions 0-5
+			if _, err := c.Append(ctx, "life-1", client.Any(), oneEvent()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		two := uint64(2)
+		set, err := c.SetStreamMetadata(ctx, "life-1", client.NoStream(), &client.StreamMetadata{MaxCount: &two,
+			User: map[string][]byte{"owner": []byte("a")}})
+		if err != nil || set.MetadataRevision != 0 {
+			t.Fatalf("set metadata: %+v %v", set, err)
+		}
+		_, err = c.SetStreamMetadata(ctx, "life-1", client.NoStream(), nil)
+		var w *client.WrongExpectedRevisionError
+		if !errors.Is(err, client.ErrWrongExpectedRevision) || !errors.As(err, &w) || !w.Violations[0].Metadata {
+			t.Fatalf("set metadata with a stale condition: %v", err)
+		}
+		md, err := c.GetStreamMetadata(ctx, "life-1", client.ReadOptions{})
+		if err != nil || !md.Exists || md.Revision != 0 || *md.Metadata.MaxCount != 2 || string(md.Metadata.User["owner"]) != "a" {
+			t.Fatalf("get metadata: %+v %v", md, err)
+		}
+		rd, err := c.Read(ctx, "life-1", client.ReadOptions{})
+		if err != nil || len(rd.Events) != 2 || rd.Events[0].Revision != 4 {
+			t.Fatalf("read with max_count 2: %+v %v", rd, err)
+		}
+		if _, err := c.DeleteStream(ctx, "life-1", client.Exact(5)); err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.GetStreamInfo(ctx, "life-1", client.ReadOptions{})
+		if err != nil || info.Exists || !info.Deleted || info.LastRevision != 5 || info.Metadata == nil || *info.Metadata.MaxCount != 2 {
+			t.Fatalf("info after delete: %+v %v", info, err)
+		}
+		if _, err := c.Read(ctx, "life-1", client.ReadOptions{}); !errors.Is(err, client.ErrStreamNotFound) {
+			t.Fatalf("read after delete: %v", err)
+		}
+		if _, err := c.DeleteStream(ctx, "never-1", client.Any()); !errors.Is(err, client.ErrStreamNotFound) {
+			t.Fatalf("delete of a missing stream: %v", err)
+		}
+	})
+
 	t.Run("StreamNotFound", func(t *testing.T) {
 		c := newTestClient(t, tc.Addrs())
 		_, err := c.Read(ctxTimeout(t, 10*time.Second), "no-such-stream", client.ReadOptions{Consistency: client.Stale})

@@ -162,6 +162,11 @@ type Violation struct {
 	StreamExists bool
 	// Tombstoned is true when the stream is tombstoned.
 	Tombstoned bool
+	// Deleted is true when the stream is soft-deleted (ActualRevision is its last revision).
+	Deleted bool
+	// Metadata is true for a condition on the metadata revision (SetStreamMetadata):
+	// ActualRevision is the latest metadata revision, StreamExists whether any is set.
+	Metadata bool
 }
 
 // String describes the violation, e.g. `stream "orders-1": expected no-stream, actual revision 4`.
@@ -170,10 +175,20 @@ func (v Violation) String() string {
 	switch {
 	case v.Tombstoned:
 		actual = "tombstoned"
+	case v.Metadata && v.StreamExists:
+		actual = fmt.Sprintf("metadata revision %d", v.ActualRevision)
+	case v.Metadata:
+		actual = "no metadata"
+	case v.Deleted:
+		actual = fmt.Sprintf("soft-deleted at revision %d", v.ActualRevision)
 	case v.StreamExists:
 		actual = fmt.Sprintf("revision %d", v.ActualRevision)
 	}
-	return fmt.Sprintf("stream %q: expected %s, actual %s", v.Stream, v.Expected, actual)
+	what := ""
+	if v.Metadata {
+		what = "metadata "
+	}
+	return fmt.Sprintf("stream %q: expected %s%s, actual %s", v.Stream, what, v.Expected, actual)
 }
 
 // WrongExpectedRevisionError details ErrWrongExpectedRevision and, for appends to tombstoned
@@ -419,6 +434,8 @@ func decodeError(err error, addr string) error {
 					ActualRevision: v.GetActualRevision(),
 					StreamExists:   v.GetStreamExists(),
 					Tombstoned:     v.GetTombstoned(),
+					Deleted:        v.GetDeleted(),
+					Metadata:       v.GetMetadata(),
 				}
 			}
 			return e

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cairndb/cairn/api/cairnpb"
 )
@@ -42,6 +43,9 @@ type SubscribeOptions struct {
 	// FromEnd delivers only events after the end of the stream (or of $all) as the serving node
 	// sees it when the subscription starts, after the start fence.
 	FromEnd bool
+	// FromTime, when not zero, delivers events committed at or after it (inclusive), found by
+	// binary search over commit times on the server. Exclusive with From, FromStart and FromEnd.
+	FromTime time.Time
 	// Filter selects events, as for ReadAll; it applies to stream subscriptions too.
 	Filter Filter
 	// Consistency is the consistency of the start: catch-up begins after this fence. Any node
@@ -171,6 +175,8 @@ func (c *Client) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subscri
 		return nil, fmt.Errorf("cairn: subscribe: %w", invalidArg("from_end", "UNEXPECTED_VALUE", "FromStart and FromEnd are exclusive"))
 	case opts.From != 0 && (opts.FromStart || opts.FromEnd):
 		return nil, fmt.Errorf("cairn: subscribe: %w", invalidArg("from", "UNEXPECTED_VALUE", "From must be 0 with FromStart or FromEnd"))
+	case !opts.FromTime.IsZero() && (opts.From != 0 || opts.FromStart || opts.FromEnd):
+		return nil, fmt.Errorf("cairn: subscribe: %w", invalidArg("from_time", "UNEXPECTED_VALUE", "FromTime excludes From, FromStart and FromEnd"))
 	case opts.MaxStaleness < 0 || opts.CheckpointInterval < 0 || opts.HeartbeatInterval < 0:
 		return nil, fmt.Errorf("cairn: subscribe: %w", invalidArg("options", "INVALID_DURATION", "durations must not be negative"))
 	}
@@ -180,9 +186,9 @@ func (c *Client) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subscri
 	s := &Subscription{c: c, opts: opts, all: opts.Stream == "" || opts.Stream == AllStream,
 		idle: max(3*opts.HeartbeatInterval, time.Second)}
 	s.ctx, s.cancel = context.WithCancel(ctx)
-	// The start point is known unless the server must resolve it (FromEnd).
+	// The start point is known unless the server must resolve it (FromEnd, FromTime).
 	switch {
-	case opts.FromEnd:
+	case opts.FromEnd, !opts.FromTime.IsZero():
 	case s.all:
 		s.started, s.pos = true, opts.From
 	case opts.FromStart:
@@ -372,6 +378,9 @@ func (s *Subscription) request() *cairnpb.SubscribeRequest {
 	req.Options = ro
 	if !s.started {
 		req.From, req.FromStart, req.FromEnd = o.From, o.FromStart, o.FromEnd
+		if !o.FromTime.IsZero() {
+			req.FromTime = timestamppb.New(o.FromTime)
+		}
 		return req
 	}
 	switch {

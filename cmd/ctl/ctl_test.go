@@ -177,6 +177,67 @@ func TestCLIAgainstCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("StreamLifecycle", func(t *testing.T) {
+		for range 3 { // revisions 0-2
+			ok(t, at(all, "append", "life-1", "--type", "T", "--data", "{}")...)
+		}
+		out := ok(t, at(follower.Addr, "stream", "meta", "set", "life-1", "--expected-revision", "no-stream",
+			"--max-count", "2", "--user", "owner=team-a")...)
+		if !strings.Contains(out, "metadata of life-1 set: revision 0") {
+			t.Fatalf("meta set output:\n%s", out)
+		}
+		// The metadata revision moved: a stale condition is a conflict; the old --expected spelling works.
+		wantExit(t, exitConflict, at(all, "stream", "meta", "set", "life-1", "--expected", "no-stream")...)
+		var md struct {
+			Exists           bool   `json:"exists"`
+			MetadataRevision uint64 `json:"metadata_revision"`
+			Metadata         struct {
+				MaxCount *uint64           `json:"max_count"`
+				User     map[string]string `json:"user"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal([]byte(ok(t, at(all, "--json", "stream", "meta", "get", "life-1")...)), &md); err != nil {
+			t.Fatal(err)
+		}
+		if !md.Exists || md.MetadataRevision != 0 || md.Metadata.MaxCount == nil || *md.Metadata.MaxCount != 2 || md.Metadata.User["owner"] != "team-a" {
+			t.Fatalf("meta get: %+v", md)
+		}
+		if out := ok(t, at(all, "stream", "meta", "get", "life-1")...); !strings.Contains(out, "MAX COUNT") || !strings.Contains(out, "USER owner") {
+			t.Fatalf("meta get text:\n%s", out)
+		}
+		if out := ok(t, at(all, "read", "life-1")...); !strings.Contains(out, "2 events") {
+			t.Fatalf("read with max-count 2:\n%s", out)
+		}
+		wantExit(t, exitUsage, at(all, "stream", "meta", "set", "life-1", "--max-count", "0")...)
+		wantExit(t, exitUsage, at(all, "stream", "meta", "set", "life-1", "--user", "novalue")...)
+		wantExit(t, exitUsage, at(all, "stream", "meta", "set", "life-1", "--user", "$acl=x")...) // reserved key: server-side INVALID_ARGUMENT
+
+		wantExit(t, exitConflict, at(all, "stream", "delete", "life-1", "--expected-revision", "0")...)
+		var del struct {
+			Stream   string `json:"stream"`
+			Position uint64 `json:"position"`
+		}
+		if err := json.Unmarshal([]byte(ok(t, at(all, "--json", "stream", "delete", "life-1", "--expected-revision", "2")...)), &del); err != nil || del.Position == 0 {
+			t.Fatalf("delete: %+v %v", del, err)
+		}
+		wantExit(t, exitNotFound, at(all, "read", "life-1")...)
+		wantExit(t, exitNotFound, at(all, "stream", "delete", "never-1")...)
+		var info struct {
+			Exists  bool `json:"exists"`
+			Deleted bool `json:"deleted"`
+		}
+		if err := json.Unmarshal([]byte(ok(t, at(all, "--json", "stream", "info", "life-1")...)), &info); err != nil || info.Exists || !info.Deleted {
+			t.Fatalf("info after delete: %+v %v", info, err)
+		}
+		// Appending again continues the revisions.
+		if out := ok(t, at(all, "append", "life-1", "--expected", "no-stream", "--type", "T", "--data", "{}")...); !strings.Contains(out, "revision 3") {
+			t.Fatalf("append after delete:\n%s", out)
+		}
+		ok(t, at(all, "stream", "tombstone", "life-1", "--expected-revision", "3")...)
+		wantExit(t, exitConflict, at(all, "read", "life-1")...)
+		wantExit(t, exitConflict, at(all, "stream", "delete", "life-1")...)
+	})
+
 	t.Run("StatusAndMembers", func(t *testing.T) {
 		out := ok(t, at(follower.Addr, "status")...)
 		for _, want := range []string{"NODE", follower.ID(), "ROLE", "follower", "LEADER", leader.ID() + " (" + leader.Addr + ")", "APPLIED INDEX", "LAST CONTACT"} {

@@ -439,38 +439,30 @@ a checkpoint: continue with --from <checkpoint+1>.`,
 	return cmd
 }
 
+// newTombstoneCommand builds `tombstone <stream>`; `stream tombstone` is the same command, and
+// the top-level one is kept for scripts written before it.
 func newTombstoneCommand(a *app) *cobra.Command {
 	var expected string
 	cmd := &cobra.Command{
 		Use:   "tombstone <stream>",
 		Short: "Delete a stream for good: it can never be written or read again",
 		Args:  exactArgs(1),
-		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+		RunE: a.withClient(func(ctx context.Context, c *client.Client, _ *cobra.Command, args []string) error {
 			exp, err := parseExpected(expected)
 			if err != nil {
 				return err
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			res, err := c.Tombstone(ctx, args[0], exp)
 			if err != nil {
 				return err
 			}
 			if a.json {
-				return a.printJSON(struct {
-					Stream     string    `json:"stream"`
-					Position   uint64    `json:"position"`
-					LogIndex   uint64    `json:"log_index"`
-					CommitTime time.Time `json:"commit_time"`
-				}{args[0], res.Position, res.LogIndex, res.CommitTime.UTC()})
+				return a.printJSON(writeResultJSON{args[0], res.Position, res.LogIndex, res.CommitTime.UTC()})
 			}
 			fmt.Fprintf(a.io.out, "tombstoned: %s at position %d, log index %d\n", args[0], res.Position, res.LogIndex)
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&expected, "expected", "any", "expected revision: any, exists, or the revision of the stream's last event")
+	expectedFlag(cmd, &expected, "expected revision: any, exists, or the revision of the stream's last event")
 	return cmd
 }

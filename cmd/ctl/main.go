@@ -1,5 +1,6 @@
 // Command cairnctl administers a Cairn cluster and appends and reads events: status, members,
-// append, read, read-all, tombstone, tail (follow a stream or $all live), health, and dev (a
+// append, read, read-all, tombstone, stream (info, meta get|set, delete, tombstone), tail (follow a
+// stream or $all live), health, and dev (a
 // local three-node cluster in the foreground).
 //
 // Every command talks to the nodes given with --addr (comma-separated; default $CAIRN_ADDR, else

@@ -1,7 +1,6 @@
 // Command cairnctl administers a Cairn cluster and appends and reads events: status, members,
 // append, read, read-all, tombstone, stream (info, meta get|set, delete, tombstone), tail (follow a
-// stream or $all live), health, and dev (a
-// local three-node cluster in the foreground).
+// stream or $all live), health, and dev (a local three-node cluster in the foreground).
 //
 // Every command talks to the nodes given with --addr (comma-separated; default $CAIRN_ADDR, else
 // 127.0.0.1:7101). Output is a human table by default and JSON with --json. Exit codes are

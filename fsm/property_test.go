@@ -13,13 +13,15 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
 	"pgregory.net/rapid"
 
 	"github.com/cairndb/cairn/fsm/fsmpb"
 )
 
 // TestPropertyStateMachine drives a real FSM with random appends, multi-stream appends, retries,
-// id conflicts, tombstones, batches, restarts and snapshot installs, and compares every result
+// id conflicts, tombstones, stream metadata (max_count, truncate_before), soft deletes, batches,
+// restarts and snapshot installs, and compares every result
 // and every read with a model written from the write semantics of DESIGN §2 (not from the FSM's
 // code). Reproduce a failure with the -rapid.seed printed on failure; -rapid.checks and
 // -rapid.steps scale the run.
@@ -33,6 +35,8 @@ func TestPropertyStateMachine(t *testing.T) {
 			"retry":     func(rt *rapid.T) { s.runOne(rt, s.genRetry) },
 			"conflict":  func(rt *rapid.T) { s.runOne(rt, s.genConflict) },
 			"tombstone": func(rt *rapid.T) { s.runOne(rt, s.genTombstone) },
+			"metadata":  func(rt *rapid.T) { s.runOne(rt, s.genMetadata) },
+			"delete":    func(rt *rapid.T) { s.runOne(rt, s.genSoftDelete) },
 			"batch":     s.batch,
 			"restart":   s.restart,
 			"snapshot":  s.snapshotRestore,
@@ -71,17 +75,49 @@ func (r rapidTB) SkipNow()                          { r.rt.SkipNow() }
 
 // mRecord is one record of the model's global log; its position is its index in the log plus 1.
 type mRecord struct {
-	stream    string
-	tombstone bool
-	id        uint64 // event id number, as passed to id() and ev(); 0 for a tombstone
-	revision  uint64 // the event's revision; unused for a tombstone
-	index     uint64 // raft index of the entry that wrote it
-	ts        int64  // commit timestamp
+	stream     string
+	tombstone  bool
+	meta       bool   // a metadata record: revision is the metadata revision
+	softDelete bool   // a soft-delete record: revision is the stream's next revision
+	maxCount   uint64 // metadata: 0 for none
+	truncate   uint64 // metadata: truncate_before
+	id         uint64 // event id number, as passed to id() and ev(); 0 for a tombstone
+	revision   uint64 // the event's revision; unused for a tombstone
+	index      uint64 // raft index of the entry that wrote it
+	ts         int64  // commit timestamp
 }
 
 type mStream struct {
-	events     []uint64 // event id numbers in revision order
-	tombstoned bool
+	events        []uint64 // event id numbers in revision order
+	tombstoned    bool
+	metaCount     uint64 // metadata records written
+	maxCount      uint64 // latest metadata's max_count, 0 for none
+	truncate      uint64 // latest metadata's truncate_before
+	hasDelete     bool
+	deletedBefore uint64 // revisions below it were hidden by the latest soft delete
+}
+
+// deleted: soft-deleted and not appended to since (DESIGN §5, KurrentDB semantics).
+func (s *mStream) deleted() bool {
+	return s.hasDelete && len(s.events) > 0 && s.deletedBefore >= uint64(len(s.events))
+}
+
+// visibleFrom is the first visible revision: a tombstone hides everything; otherwise the
+// latest soft delete, truncate_before and max_count each hide a prefix.
+func (s *mStream) visibleFrom() uint64 {
+	n := uint64(len(s.events))
+	if s.tombstoned {
+		return n
+	}
+	var h uint64
+	if s.hasDelete {
+		h = s.deletedBefore
+	}
+	h = max(h, s.truncate)
+	if s.maxCount > 0 && n > s.maxCount {
+		h = max(h, n-s.maxCount)
+	}
+	return min(h, n)
 }
 
 // sentAppend is an append request the test has sent, kept so it can be retried. Every request
@@ -159,14 +195,17 @@ func (m *model) condition(name string, exp *fsmpb.ExpectedRevision) (Violation, 
 		if len(s.events) > 0 {
 			v.StreamExists, v.ActualRevision = true, uint64(len(s.events)-1)
 		}
+		v.Deleted = s.deleted()
 	}
+	// A soft-deleted stream keeps its last revision but does not "exist": NO_STREAM and
+	// EXACT(last) hold, STREAM_EXISTS does not.
 	switch exp.GetKind() {
 	case fsmpb.ExpectedRevision_KIND_ANY:
 		ok = true
 	case fsmpb.ExpectedRevision_KIND_NO_STREAM:
-		ok = !v.StreamExists
+		ok = !v.StreamExists || v.Deleted
 	case fsmpb.ExpectedRevision_KIND_STREAM_EXISTS:
-		ok = v.StreamExists
+		ok = v.StreamExists && !v.Deleted
 	case fsmpb.ExpectedRevision_KIND_EXACT:
 		ok = v.StreamExists && v.ActualRevision == exp.GetRevision()
 	}
@@ -178,9 +217,15 @@ func (m *model) write(r mRecord) uint64 {
 	m.log = append(m.log, r)
 	pos := len(m.log)
 	s := m.stream(r.stream)
-	if r.tombstone {
+	switch {
+	case r.tombstone:
 		s.tombstoned = true
-	} else {
+	case r.meta:
+		s.metaCount++
+		s.maxCount, s.truncate = r.maxCount, r.truncate
+	case r.softDelete:
+		s.hasDelete, s.deletedBefore = true, r.revision
+	default:
 		s.events = append(s.events, r.id)
 		m.byID[r.id] = pos
 	}
@@ -362,7 +407,7 @@ func (s *propState) runOne(rt *rapid.T, gen generator) {
 // concurrent appends) or is a configuration entry. Later requests may retry earlier ones of the
 // same batch, whose records are not written yet when they are decided.
 func (s *propState) batch(rt *rapid.T) {
-	gens := []generator{s.genAppend, s.genMulti, s.genRetry, s.genConflict, s.genTombstone}
+	gens := []generator{s.genAppend, s.genMulti, s.genRetry, s.genConflict, s.genTombstone, s.genMetadata, s.genSoftDelete}
 	var entries []plannedEntry
 	for range rapid.IntRange(2, 4).Draw(rt, "entries") {
 		index, ts := s.nextEntry(rt)
@@ -554,7 +599,7 @@ func (s *propState) genRetry(rt *rapid.T, index uint64, ts int64) (planned, bool
 func (s *propState) genConflict(rt *rapid.T, index uint64, ts int64) (planned, bool) {
 	var events []int // positions of event records
 	for i, r := range s.m.log {
-		if !r.tombstone {
+		if !r.tombstone && !r.meta && !r.softDelete {
 			events = append(events, i+1)
 		}
 	}
@@ -652,6 +697,85 @@ func (s *propState) genTombstone(rt *rapid.T, index uint64, ts int64) (planned, 
 	m.dead = append(m.dead, stream)
 	return planned{req: req, what: what, want: Result{LogIndex: index, Timestamp: ts, Streams: []StreamResult{{
 		Stream: stream, FirstRevision: rev, LastRevision: rev, FirstPosition: pos, LastPosition: pos}}}}, true
+}
+
+// genMetadata: set a stream's metadata (a random max_count and truncate_before) with a random
+// condition on its metadata revision. A stream needs no events for it; a tombstoned one refuses.
+func (s *propState) genMetadata(rt *rapid.T, index uint64, ts int64) (planned, bool) {
+	m := s.m
+	stream := s.pickStream(rt, "stream")
+	var count uint64
+	st := m.streams[stream]
+	if st != nil {
+		count = st.metaCount
+	}
+	var exp *fsmpb.ExpectedRevision
+	switch rapid.IntRange(0, 3).Draw(rt, "metaExpected") {
+	case 0:
+		exp = any_()
+	case 1:
+		exp = noStream()
+	case 2:
+		exp = exists()
+	default:
+		exp = exact(rapid.Uint64Range(max(count, 1)-1, count).Draw(rt, "metaRevision"))
+	}
+	md := &fsmpb.StreamMetadata{}
+	if rapid.Bool().Draw(rt, "hasMaxCount") {
+		md.MaxCount = proto.Uint64(rapid.Uint64Range(1, 4).Draw(rt, "maxCount"))
+	}
+	if rapid.Bool().Draw(rt, "hasTruncate") {
+		md.TruncateBefore = proto.Uint64(rapid.Uint64Range(0, 6).Draw(rt, "truncateBefore"))
+	}
+	req := setMetaReq(stream, exp, md)
+	what := "set metadata of " + stream
+	v := Violation{Stream: stream, Expected: Expected{Kind: exp.GetKind(), Revision: exp.GetRevision()}, Metadata: true}
+	if st != nil {
+		v.Tombstoned = st.tombstoned
+	}
+	if count > 0 {
+		v.StreamExists, v.ActualRevision = true, count-1
+	}
+	var ok bool
+	switch exp.GetKind() {
+	case fsmpb.ExpectedRevision_KIND_ANY:
+		ok = true
+	case fsmpb.ExpectedRevision_KIND_NO_STREAM:
+		ok = !v.StreamExists
+	case fsmpb.ExpectedRevision_KIND_STREAM_EXISTS:
+		ok = v.StreamExists
+	default:
+		ok = v.StreamExists && v.ActualRevision == exp.GetRevision()
+	}
+	if v.Tombstoned || !ok {
+		return planned{req: req, want: Result{Err: &ConditionError{Violations: []Violation{v}}}, what: what}, true
+	}
+	ts = m.commitTs(ts)
+	pos := m.write(mRecord{stream: stream, meta: true, revision: count, maxCount: md.GetMaxCount(),
+		truncate: md.GetTruncateBefore(), index: index, ts: ts})
+	return planned{req: req, what: what, want: Result{LogIndex: index, Timestamp: ts, Streams: []StreamResult{{
+		Stream: stream, FirstRevision: count, LastRevision: count, FirstPosition: pos, LastPosition: pos}}}}, true
+}
+
+// genSoftDelete: soft-delete a stream with a random condition; one without events is not found.
+func (s *propState) genSoftDelete(rt *rapid.T, index uint64, ts int64) (planned, bool) {
+	m := s.m
+	stream := s.pickStream(rt, "stream")
+	exp := s.genExpected(rt, stream)
+	req := softDeleteReq(stream, exp)
+	what := "soft delete " + stream
+	if v, ok := m.condition(stream, exp); !ok {
+		return planned{req: req, want: Result{Err: &ConditionError{Violations: []Violation{v}}}, what: what}, true
+	}
+	st := m.streams[stream]
+	if st == nil || len(st.events) == 0 {
+		return planned{req: req, want: Result{Err: ErrStreamNotFound}, what: what}, true
+	}
+	ts = m.commitTs(ts)
+	n := uint64(len(st.events))
+	pos := m.write(mRecord{stream: stream, softDelete: true, revision: n, index: index, ts: ts})
+	return planned{req: req, what: what, want: Result{LogIndex: index, Timestamp: ts, Streams: []StreamResult{{
+		Stream: stream, FirstRevision: n - 1, LastRevision: n - 1, FirstPosition: pos, LastPosition: pos}}}}, true
 }
 
 // restart closes and reopens the FSM on its directory. The applied index is recovered from the
@@ -766,9 +890,24 @@ func checkRecord(rt *rapid.T, where string, got RecordedEvent, want mRecord) {
 		rt.Fatalf("%s position %d: stream %q index %d ts %d, want %q %d %d", where, got.Position,
 			got.Stream, got.Index, got.Timestamp, want.stream, want.index, want.ts)
 	}
-	if want.tombstone {
+	switch {
+	case want.tombstone:
 		if got.Kind != KindTombstone {
 			rt.Fatalf("%s position %d: kind %d, want a tombstone", where, got.Position, got.Kind)
+		}
+		return
+	case want.meta:
+		md, err := decodeMetadata(got.Data)
+		if got.Kind != KindMetadata || got.Revision != want.revision || err != nil || md.MaxCount != want.maxCount ||
+			md.TruncateBefore != want.truncate {
+			rt.Fatalf("%s position %d: kind %d revision %d metadata %+v (%v), want metadata revision %d max_count %d truncate_before %d",
+				where, got.Position, got.Kind, got.Revision, md, err, want.revision, want.maxCount, want.truncate)
+		}
+		return
+	case want.softDelete:
+		if got.Kind != KindSoftDelete || got.Revision != want.revision {
+			rt.Fatalf("%s position %d: kind %d revision %d, want a soft delete at revision %d", where, got.Position,
+				got.Kind, got.Revision, want.revision)
 		}
 		return
 	}
@@ -790,11 +929,14 @@ func (s *propState) checkStream(rt *rapid.T, name string) {
 	if st != nil {
 		want.Tombstoned = st.tombstoned
 		if k := len(st.events); k > 0 {
-			want.Exists, want.LastRevision, want.LastPosition = true, uint64(k-1), uint64(m.byID[st.events[k-1]])
-			want.Count = uint64(k)
-			if st.tombstoned { // a tombstone hides every event
-				want.FirstRevision, want.Count = uint64(k), 0
-			}
+			want.LastRevision, want.LastPosition = uint64(k-1), uint64(m.byID[st.events[k-1]])
+			want.Deleted = st.deleted()
+			want.Exists = !want.Deleted
+			want.FirstRevision = st.visibleFrom()
+			want.Count = uint64(k) - want.FirstRevision
+		}
+		if st.metaCount > 0 {
+			want.HasMetadata, want.MetadataRevision = true, st.metaCount-1
 		}
 	}
 	if got := s.f.Stream(name); got != want {
@@ -815,10 +957,12 @@ func (s *propState) checkStream(rt *rapid.T, name string) {
 	case err != nil:
 		rt.Fatalf("read %q: %v", name, err)
 	}
-	if len(evs) != len(st.events) {
-		rt.Fatalf("stream %q has %d events, want %d", name, len(evs), len(st.events))
+	first := int(st.visibleFrom())
+	if len(evs) != len(st.events)-first {
+		rt.Fatalf("stream %q has %d visible events, want %d (revisions %d..)", name, len(evs), len(st.events)-first, first)
 	}
-	for i, e := range evs {
+	for j, e := range evs {
+		i := first + j
 		pos := m.byID[st.events[i]]
 		if e.Position != uint64(pos) {
 			rt.Fatalf("stream %q revision %d at position %d, want %d", name, i, e.Position, pos)
@@ -832,24 +976,24 @@ func (s *propState) checkWindows(rt *rapid.T) {
 	m := s.m
 	var readable []string
 	for _, name := range m.names {
-		if st := m.streams[name]; st != nil && !st.tombstoned && len(st.events) > 0 {
+		if st := m.streams[name]; st != nil && !st.tombstoned && len(st.events) > 0 && !st.deleted() {
 			readable = append(readable, name)
 		}
 	}
 	if len(readable) > 0 {
 		name := rapid.SampledFrom(readable).Draw(rt, "windowStream")
 		st := m.streams[name]
-		n := uint64(len(st.events))
+		n, h := uint64(len(st.events)), st.visibleFrom()
 		from, dir, limit := drawWindow(rt, n)
-		var want []uint64 // revisions
+		var want []uint64 // revisions; those below h are hidden
 		if dir == Forward {
-			for r := from; r < n && len(want) < limit; r++ {
+			for r := max(from, h); r < n && len(want) < limit; r++ {
 				want = append(want, r)
 			}
-		} else {
+		} else if h < n && min(from, n-1) >= h {
 			for r := min(from, n-1); len(want) < limit; r-- {
 				want = append(want, r)
-				if r == 0 {
+				if r == h {
 					break
 				}
 			}

@@ -271,8 +271,10 @@ func (s *Service) Read(ctx context.Context, req *cairnpb.ReadRequest) (*cairnpb.
 // ReadAll implements cairnpb.EventsServer: like Read, over the global log, with an optional
 // filter. It examines at most Config.MaxScanRecords records per call and returns
 // checkpoint_position, the last position examined, so a client resumes a sparse filtered read at
-// checkpoint_position+1 (forward) or -1 (backward). $all includes tombstone records as events of
-// type TombstoneEventType without an id; filters apply to them like to any event.
+// checkpoint_position+1 (forward) or -1 (backward). $all includes tombstone and soft-delete
+// records as events of type TombstoneEventType / fsm.TypeSoftDelete without an id; filters apply
+// to them like to any event. Events hidden by their stream's lifecycle (metadata limits, soft
+// delete, tombstone) and metadata records are skipped but count as examined.
 func (s *Service) ReadAll(ctx context.Context, req *cairnpb.ReadAllRequest) (*cairnpb.ReadAllResponse, error) {
 	const op = "read_all"
 	p, err := s.validateReadAll(req)

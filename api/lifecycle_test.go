@@ -238,3 +238,36 @@ func TestSubscribeHidesAndStartsAtTime(t *testing.T) {
 	}
 	wantField(t, wantStatus(t, err, codes.InvalidArgument, ReasonInvalidArgument), "from_time", violationUnexpectedValue)
 }
+
+// Lifecycle writes go to the leader through a follower unless require_leader is set; metadata
+// reads are forwarded like Read.
+func TestLifecycleForwarded(t *testing.T) {
+	leader := newFakeNode(t, "leader")
+	lts := mustNewServer(t, leader)
+	follower := newFakeNode(t, "follower")
+	follower.setFollower("leader", lts.addr)
+	fts := mustNewServer(t, follower)
+	ctx := ctxT(t)
+	mustAppend(t, lts.events, "s", evt(1, "A"), evt(2, "A"))
+	if _, err := fts.events.SetStreamMetadata(ctx, &cairnpb.SetStreamMetadataRequest{Stream: "s",
+		Metadata: &cairnpb.StreamMetadata{MaxCount: proto.Uint64(1)}}); err != nil {
+		t.Fatalf("set metadata through a follower: %v", err)
+	}
+	if info := leader.fsm.Stream("s"); !info.HasMetadata || info.FirstRevision != 1 {
+		t.Fatalf("leader's stream after forwarded metadata: %+v", info)
+	}
+	md, err := fts.events.GetStreamMetadata(ctx, &cairnpb.GetStreamMetadataRequest{Stream: "s"})
+	if err != nil || md.GetMetadata().GetMaxCount() != 1 || md.GetServedBy().GetNodeId() != "leader" {
+		t.Fatalf("metadata read through a follower: %v %v", md, err)
+	}
+	if _, err := fts.events.DeleteStream(ctx, &cairnpb.DeleteStreamRequest{Stream: "s"}); err != nil {
+		t.Fatalf("delete through a follower: %v", err)
+	}
+	if info := leader.fsm.Stream("s"); !info.Deleted {
+		t.Fatalf("leader's stream after forwarded delete: %+v", info)
+	}
+	_, err = fts.events.SetStreamMetadata(ctx, &cairnpb.SetStreamMetadataRequest{Stream: "t", RequireLeader: true})
+	wantStatus(t, err, codes.Unavailable, ReasonNotLeader)
+	_, err = fts.events.DeleteStream(ctx, &cairnpb.DeleteStreamRequest{Stream: "t", RequireLeader: true})
+	wantStatus(t, err, codes.Unavailable, ReasonNotLeader)
+}

@@ -15,6 +15,7 @@ import (
 type tailFlags struct {
 	from        uint64
 	fromStart   bool
+	fromTime    string
 	consistency string
 	count       int
 	filter      client.Filter
@@ -30,7 +31,8 @@ its events as they are appended, until Ctrl-C.
 
 By default only events appended from now on are printed. --from-start prints the whole history
 first; --from N starts after revision N (a stream) or position N ($all) — N itself is not
-printed. The filter flags work as for read-all, on a stream too. Notices (caught up, served by
+printed; --from-time T starts at the first event committed at or after T (RFC 3339, or a
+duration such as 10m meaning that long ago). The filter flags work as for read-all, on a stream too. Notices (caught up, served by
 another node) go to stderr; stdout has one line per event, or one JSON object per line with
 --json.
 
@@ -58,13 +60,14 @@ when given, stops after that long (both exit 0).`,
 	fl := cmd.Flags()
 	fl.Uint64Var(&f.from, "from", 0, "start after this revision (stream) or position ($all); exclusive")
 	fl.BoolVar(&f.fromStart, "from-start", false, "print the whole history first")
+	fl.StringVar(&f.fromTime, "from-time", "", "start at the first event committed at or after this time (RFC 3339, or a duration ago such as 10m)")
 	fl.StringVar(&f.consistency, "consistency", "linearizable", "consistency of the start: linearizable, leader or stale")
 	fl.IntVar(&f.count, "count", 0, "stop after this many events (0: never)")
 	fl.StringArrayVar(&f.filter.StreamPrefixes, "stream-prefix", nil, "only streams whose name starts with this (repeatable)")
 	fl.StringArrayVar(&f.filter.EventTypes, "type", nil, "only events of this type (repeatable)")
 	fl.StringArrayVar(&f.filter.EventTypePrefixes, "type-prefix", nil, "only event types starting with this (repeatable)")
 	fl.StringArrayVar(&f.filter.Tags, "tag", nil, "only events carrying this tag (repeatable; all must match)")
-	cmd.MarkFlagsMutuallyExclusive("from", "from-start")
+	cmd.MarkFlagsMutuallyExclusive("from", "from-start", "from-time")
 	return cmd
 }
 
@@ -79,9 +82,16 @@ func (a *app) tail(cmd *cobra.Command, stream string, f *tailFlags) error {
 		return usagef("--count must not be negative")
 	}
 	opts := client.SubscribeOptions{Stream: stream, FromStart: f.fromStart, Filter: f.filter, Consistency: cons}
-	if cmd.Flags().Changed("from") {
+	switch {
+	case cmd.Flags().Changed("from"):
 		opts.From = f.from
-	} else if !f.fromStart {
+	case f.fromTime != "":
+		t, err := parseTime(f.fromTime, time.Now())
+		if err != nil {
+			return err
+		}
+		opts.FromTime = t
+	case !f.fromStart:
 		opts.FromEnd = true
 	}
 	ctx := cmd.Context()
@@ -148,4 +158,16 @@ func (a *app) printTailEvent(e client.RecordedEvent) error {
 	_, err := fmt.Fprintf(a.io.out, "%d  %s@%d  %s  %s  %s  %s\n", e.Position, e.Stream, e.Revision, e.Type, dash(e.ID),
 		e.CommitTime.UTC().Format(time.RFC3339Nano), preview(e.Data))
 	return err
+}
+
+// parseTime parses --from-time: an RFC 3339 time, or a positive duration meaning that long
+// before now.
+func parseTime(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, usagef("--from-time %q: want an RFC 3339 time (2026-01-02T15:04:05Z) or a duration ago (10m)", s)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairndb/cairn/internal/testcluster"
 )
@@ -47,7 +48,22 @@ func TestTail(t *testing.T) {
 		}
 	})
 
+	t.Run("FromTime", func(t *testing.T) {
+		// Every event so far is younger than an hour; one committed in the future is not there yet.
+		r := wantExit(t, 0, at("tail", "$all", "--from-time", "1h", "--count", "1")...)
+		if !strings.HasPrefix(r.out, "1  tail-1@0  A  ") {
+			t.Fatalf("tail from an hour ago:\n%s", r.out)
+		}
+		future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+		r = wantExit(t, 0, at("--timeout", "1s", "tail", "$all", "--from-time", future)...)
+		if strings.TrimSpace(r.out) != "" {
+			t.Fatalf("tail from the future printed:\n%s", r.out)
+		}
+	})
+
 	t.Run("Errors", func(t *testing.T) {
+		wantExit(t, exitUsage, at("tail", "--from-time", "yesterday")...)
+		wantExit(t, exitUsage, at("tail", "--from-time", "1h", "--from-start")...)
 		wantExit(t, exitUsage, at("tail", "--from", "1", "--from-start")...)
 		wantExit(t, exitUsage, at("tail", "a", "b")...)
 		wantExit(t, exitUsage, at("tail", "--count", "-1")...)

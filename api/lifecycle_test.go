@@ -271,3 +271,44 @@ func TestLifecycleForwarded(t *testing.T) {
 	_, err = fts.events.DeleteStream(ctx, &cairnpb.DeleteStreamRequest{Stream: "t", RequireLeader: true})
 	wantStatus(t, err, codes.Unavailable, ReasonNotLeader)
 }
+
+// Stream reads can start at a commit time (forward only), and hiding still applies.
+func TestReadFromTime(t *testing.T) {
+	node := newFakeNode(t, "n1")
+	base := time.Unix(1_800_000_000, 0)
+	step := 0
+	node.clock = func() time.Time { return base.Add(time.Duration(step) * time.Second) }
+	ts := mustNewServer(t, node)
+	ctx := ctxT(t)
+	for i := range 4 { // revisions 0-3 at base+0..3 s
+		step = i
+		mustAppend(t, ts.events, "s", evt(1+i, "A"))
+	}
+	read := func(req *cairnpb.ReadRequest) []uint64 {
+		t.Helper()
+		r, err := ts.events.Read(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return revisions(r.GetEvents())
+	}
+	at := func(sec int) *timestamppb.Timestamp { return timestamppb.New(base.Add(time.Duration(sec) * time.Second)) }
+	if got := read(&cairnpb.ReadRequest{Stream: "s", FromTime: at(2)}); !slices.Equal(got, []uint64{2, 3}) {
+		t.Fatalf("from +2s: %v, want [2 3]", got)
+	}
+	if got := read(&cairnpb.ReadRequest{Stream: "s", FromTime: at(2), StopAtTime: at(2)}); !slices.Equal(got, []uint64{2}) {
+		t.Fatalf("from +2s as of +2s: %v, want [2]", got)
+	}
+	if got := read(&cairnpb.ReadRequest{Stream: "s", FromTime: at(9)}); len(got) != 0 {
+		t.Fatalf("from the future: %v", got)
+	}
+	if _, err := ts.events.SetStreamMetadata(ctx, &cairnpb.SetStreamMetadataRequest{Stream: "s",
+		Metadata: &cairnpb.StreamMetadata{TruncateBefore: proto.Uint64(3)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(&cairnpb.ReadRequest{Stream: "s", FromTime: at(0)}); !slices.Equal(got, []uint64{3}) {
+		t.Fatalf("from the start with truncate_before 3: %v, want [3]", got)
+	}
+	_, err := ts.events.Read(ctx, &cairnpb.ReadRequest{Stream: "s", FromTime: at(1), Direction: cairnpb.Direction_DIRECTION_BACKWARD})
+	wantField(t, wantStatus(t, err, codes.InvalidArgument, ReasonInvalidArgument), "from_time", violationUnexpectedValue)
+}

@@ -198,6 +198,9 @@ func (s *Service) scan(ctx context.Context, p scanParams) (scanResult, error) {
 func (s *Service) readStream(ctx context.Context, p readParams) (scanResult, error) {
 	store := s.node.Store()
 	from := p.from
+	if p.fromTime > 0 {
+		from = store.StreamRevisionAtTime(p.stream, p.fromTime) // binary search over commit times
+	}
 	if p.fromEnd {
 		from = fsm.End
 		if p.dir == fsm.Forward {

@@ -268,7 +268,8 @@ type readParams struct {
 	opts    cluster.ReadOptions
 	filter  filter
 	asOf    asOf
-	// fromTime (ReadAll) starts at the first record committed at or after it; 0 means unset.
+	// fromTime starts at the first record (ReadAll) or event (Read) committed at or after it; 0
+	// means unset.
 	fromTime int64
 }
 
@@ -365,6 +366,10 @@ func (s *Service) validateRead(req *cairnpb.ReadRequest) (readParams, error) {
 		opts:    checkReadOptions(&b, req.GetOptions()),
 	}
 	p.asOf = asOf{position: req.GetStopAtPosition(), time: checkTimestamp(&b, "stop_at_time", req.GetStopAtTime())}
+	p.fromTime = checkTimestamp(&b, "from_time", req.GetFromTime())
+	if p.fromTime > 0 && (p.fromEnd || p.dir == fsm.Backward) {
+		b.add("from_time", violationUnexpectedValue, "from_time starts a forward read; it cannot be combined with from_end or a backward read")
+	}
 	return p, b.err()
 }
 

@@ -212,11 +212,14 @@ func (c *Client) Read(ctx context.Context, stream string, opts ReadOptions, call
 	}
 	req := &cairnpb.ReadRequest{
 		Stream:       stream,
-		FromRevision: opts.From,
-		FromEnd:      opts.FromEnd,
-		Direction:    opts.Direction.toPB(),
-		Limit:        limit,
-		Options:      ro,
+		FromRevision:   opts.From,
+		FromEnd:        opts.FromEnd,
+		FromTime:       timestampOrNil(opts.FromTime),
+		StopAtPosition: opts.StopAtPosition,
+		StopAtTime:     timestampOrNil(opts.StopAtTime),
+		Direction:      opts.Direction.toPB(),
+		Limit:          limit,
+		Options:        ro,
 	}
 	var resp *cairnpb.ReadResponse
 	err = c.invoke(ctx, call{
@@ -251,12 +254,15 @@ func (c *Client) ReadAll(ctx context.Context, opts ReadAllOptions, callOpts ...C
 		return nil, fmt.Errorf("cairn: read $all: %w", err)
 	}
 	req := &cairnpb.ReadAllRequest{
-		FromPosition: opts.From,
-		FromEnd:      opts.FromEnd,
-		Direction:    opts.Direction.toPB(),
-		Limit:        limit,
-		Filter:       opts.Filter.toPB(),
-		Options:      ro,
+		FromPosition:   opts.From,
+		FromEnd:        opts.FromEnd,
+		FromTime:       timestampOrNil(opts.FromTime),
+		StopAtPosition: opts.StopAtPosition,
+		StopAtTime:     timestampOrNil(opts.StopAtTime),
+		Direction:      opts.Direction.toPB(),
+		Limit:          limit,
+		Filter:         opts.Filter.toPB(),
+		Options:        ro,
 	}
 	var resp *cairnpb.ReadAllResponse
 	err = c.invoke(ctx, call{

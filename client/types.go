@@ -233,6 +233,13 @@ type ReadOptions struct {
 	From uint64
 	// FromEnd starts at the stream's last event.
 	FromEnd bool
+	// FromTime, when not zero, starts a forward read at the stream's first event committed at or
+	// after it (binary search over commit times on the server); it overrides From.
+	FromTime time.Time
+	// StopAtPosition and StopAtTime, when not zero, read the stream "as of" that point: only
+	// events at or below the position of $all and committed at or before the time.
+	StopAtPosition uint64
+	StopAtTime     time.Time
 	// Direction is the read direction.
 	Direction Direction
 	// Limit is the maximum number of events; 0 means the server default (100). The server caps
@@ -282,6 +289,10 @@ type ReadAllOptions struct {
 	From uint64
 	// FromEnd starts at the last event of the log.
 	FromEnd bool
+	// FromTime, StopAtPosition and StopAtTime are as in ReadOptions, over $all.
+	FromTime       time.Time
+	StopAtPosition uint64
+	StopAtTime     time.Time
 	// Direction is the read direction.
 	Direction Direction
 	// Limit is the maximum number of events; 0 means the server default.
@@ -479,4 +490,12 @@ func limitToPB(limit int) (uint32, error) {
 		return ^uint32(0) >> 1, nil
 	}
 	return uint32(limit), nil
+}
+
+// timestampOrNil converts a time for a request; the zero time is "unset".
+func timestampOrNil(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }

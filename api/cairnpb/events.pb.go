@@ -1049,7 +1049,10 @@ type ReadRequest struct {
 	// no bound) ...
 	StopAtPosition uint64 `protobuf:"varint,7,opt,name=stop_at_position,json=stopAtPosition,proto3" json:"stop_at_position,omitempty"`
 	// ... and at this commit time (events committed at or before it; unset means no bound).
-	StopAtTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=stop_at_time,json=stopAtTime,proto3" json:"stop_at_time,omitempty"`
+	StopAtTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=stop_at_time,json=stopAtTime,proto3" json:"stop_at_time,omitempty"`
+	// Start at the stream's first event committed at or after this time (forward reads; binary
+	// search over commit times). Overrides from_revision.
+	FromTime      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=from_time,json=fromTime,proto3" json:"from_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1136,6 +1139,13 @@ func (x *ReadRequest) GetStopAtPosition() uint64 {
 func (x *ReadRequest) GetStopAtTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.StopAtTime
+	}
+	return nil
+}
+
+func (x *ReadRequest) GetFromTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FromTime
 	}
 	return nil
 }
@@ -2874,7 +2884,7 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\x04tags\x18\n" +
 	" \x03(\tR\x04tags\x12;\n" +
 	"\vcommit_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"commitTime\"\xc7\x02\n" +
+	"commitTime\"\x80\x03\n" +
 	"\vReadRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12#\n" +
 	"\rfrom_revision\x18\x02 \x01(\x04R\ffromRevision\x12\x19\n" +
@@ -2884,7 +2894,8 @@ const file_cairn_v1_events_proto_rawDesc = "" +
 	"\aoptions\x18\x06 \x01(\v2\x15.cairn.v1.ReadOptionsR\aoptions\x12(\n" +
 	"\x10stop_at_position\x18\a \x01(\x04R\x0estopAtPosition\x12<\n" +
 	"\fstop_at_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"stopAtTime\"\x94\x01\n" +
+	"stopAtTime\x127\n" +
+	"\tfrom_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bfromTime\"\x94\x01\n" +
 	"\fReadResponse\x12/\n" +
 	"\x06events\x18\x01 \x03(\v2\x17.cairn.v1.RecordedEventR\x06events\x12/\n" +
 	"\tserved_by\x18\x02 \x01(\v2\x12.cairn.v1.ServedByR\bservedBy\x12\"\n" +
@@ -3117,69 +3128,70 @@ var file_cairn_v1_events_proto_depIdxs = []int32{
 	0,  // 13: cairn.v1.ReadRequest.direction:type_name -> cairn.v1.Direction
 	11, // 14: cairn.v1.ReadRequest.options:type_name -> cairn.v1.ReadOptions
 	38, // 15: cairn.v1.ReadRequest.stop_at_time:type_name -> google.protobuf.Timestamp
-	13, // 16: cairn.v1.ReadResponse.events:type_name -> cairn.v1.RecordedEvent
-	12, // 17: cairn.v1.ReadResponse.served_by:type_name -> cairn.v1.ServedBy
-	0,  // 18: cairn.v1.ReadAllRequest.direction:type_name -> cairn.v1.Direction
-	16, // 19: cairn.v1.ReadAllRequest.filter:type_name -> cairn.v1.Filter
-	11, // 20: cairn.v1.ReadAllRequest.options:type_name -> cairn.v1.ReadOptions
-	38, // 21: cairn.v1.ReadAllRequest.stop_at_time:type_name -> google.protobuf.Timestamp
-	38, // 22: cairn.v1.ReadAllRequest.from_time:type_name -> google.protobuf.Timestamp
-	13, // 23: cairn.v1.ReadAllResponse.events:type_name -> cairn.v1.RecordedEvent
-	12, // 24: cairn.v1.ReadAllResponse.served_by:type_name -> cairn.v1.ServedBy
-	3,  // 25: cairn.v1.TombstoneRequest.expected:type_name -> cairn.v1.ExpectedRevision
-	38, // 26: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
-	16, // 27: cairn.v1.SubscribeRequest.filter:type_name -> cairn.v1.Filter
-	11, // 28: cairn.v1.SubscribeRequest.options:type_name -> cairn.v1.ReadOptions
-	39, // 29: cairn.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
-	39, // 30: cairn.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	38, // 31: cairn.v1.SubscribeRequest.from_time:type_name -> google.protobuf.Timestamp
-	13, // 32: cairn.v1.SubscribeResponse.event:type_name -> cairn.v1.RecordedEvent
-	32, // 33: cairn.v1.SubscribeResponse.caught_up:type_name -> cairn.v1.SubscribeResponse.CaughtUp
-	33, // 34: cairn.v1.SubscribeResponse.checkpoint:type_name -> cairn.v1.SubscribeResponse.Checkpoint
-	34, // 35: cairn.v1.SubscribeResponse.heartbeat:type_name -> cairn.v1.SubscribeResponse.Heartbeat
-	35, // 36: cairn.v1.SubscribeResponse.fell_behind:type_name -> cairn.v1.SubscribeResponse.FellBehind
-	36, // 37: cairn.v1.SubscribeResponse.events:type_name -> cairn.v1.SubscribeResponse.EventBatch
-	11, // 38: cairn.v1.GetStreamInfoRequest.options:type_name -> cairn.v1.ReadOptions
-	38, // 39: cairn.v1.GetStreamInfoResponse.created:type_name -> google.protobuf.Timestamp
-	38, // 40: cairn.v1.GetStreamInfoResponse.updated:type_name -> google.protobuf.Timestamp
-	12, // 41: cairn.v1.GetStreamInfoResponse.served_by:type_name -> cairn.v1.ServedBy
-	25, // 42: cairn.v1.GetStreamInfoResponse.metadata:type_name -> cairn.v1.StreamMetadata
-	39, // 43: cairn.v1.StreamMetadata.max_age:type_name -> google.protobuf.Duration
-	37, // 44: cairn.v1.StreamMetadata.user:type_name -> cairn.v1.StreamMetadata.UserEntry
-	3,  // 45: cairn.v1.SetStreamMetadataRequest.expected:type_name -> cairn.v1.ExpectedRevision
-	25, // 46: cairn.v1.SetStreamMetadataRequest.metadata:type_name -> cairn.v1.StreamMetadata
-	38, // 47: cairn.v1.SetStreamMetadataResponse.commit_time:type_name -> google.protobuf.Timestamp
-	11, // 48: cairn.v1.GetStreamMetadataRequest.options:type_name -> cairn.v1.ReadOptions
-	25, // 49: cairn.v1.GetStreamMetadataResponse.metadata:type_name -> cairn.v1.StreamMetadata
-	12, // 50: cairn.v1.GetStreamMetadataResponse.served_by:type_name -> cairn.v1.ServedBy
-	3,  // 51: cairn.v1.DeleteStreamRequest.expected:type_name -> cairn.v1.ExpectedRevision
-	38, // 52: cairn.v1.DeleteStreamResponse.commit_time:type_name -> google.protobuf.Timestamp
-	13, // 53: cairn.v1.SubscribeResponse.EventBatch.events:type_name -> cairn.v1.RecordedEvent
-	5,  // 54: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
-	8,  // 55: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
-	14, // 56: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
-	17, // 57: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
-	19, // 58: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
-	23, // 59: cairn.v1.Events.GetStreamInfo:input_type -> cairn.v1.GetStreamInfoRequest
-	21, // 60: cairn.v1.Events.Subscribe:input_type -> cairn.v1.SubscribeRequest
-	26, // 61: cairn.v1.Events.SetStreamMetadata:input_type -> cairn.v1.SetStreamMetadataRequest
-	28, // 62: cairn.v1.Events.GetStreamMetadata:input_type -> cairn.v1.GetStreamMetadataRequest
-	30, // 63: cairn.v1.Events.DeleteStream:input_type -> cairn.v1.DeleteStreamRequest
-	6,  // 64: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
-	10, // 65: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
-	15, // 66: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
-	18, // 67: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
-	20, // 68: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
-	24, // 69: cairn.v1.Events.GetStreamInfo:output_type -> cairn.v1.GetStreamInfoResponse
-	22, // 70: cairn.v1.Events.Subscribe:output_type -> cairn.v1.SubscribeResponse
-	27, // 71: cairn.v1.Events.SetStreamMetadata:output_type -> cairn.v1.SetStreamMetadataResponse
-	29, // 72: cairn.v1.Events.GetStreamMetadata:output_type -> cairn.v1.GetStreamMetadataResponse
-	31, // 73: cairn.v1.Events.DeleteStream:output_type -> cairn.v1.DeleteStreamResponse
-	64, // [64:74] is the sub-list for method output_type
-	54, // [54:64] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	38, // 16: cairn.v1.ReadRequest.from_time:type_name -> google.protobuf.Timestamp
+	13, // 17: cairn.v1.ReadResponse.events:type_name -> cairn.v1.RecordedEvent
+	12, // 18: cairn.v1.ReadResponse.served_by:type_name -> cairn.v1.ServedBy
+	0,  // 19: cairn.v1.ReadAllRequest.direction:type_name -> cairn.v1.Direction
+	16, // 20: cairn.v1.ReadAllRequest.filter:type_name -> cairn.v1.Filter
+	11, // 21: cairn.v1.ReadAllRequest.options:type_name -> cairn.v1.ReadOptions
+	38, // 22: cairn.v1.ReadAllRequest.stop_at_time:type_name -> google.protobuf.Timestamp
+	38, // 23: cairn.v1.ReadAllRequest.from_time:type_name -> google.protobuf.Timestamp
+	13, // 24: cairn.v1.ReadAllResponse.events:type_name -> cairn.v1.RecordedEvent
+	12, // 25: cairn.v1.ReadAllResponse.served_by:type_name -> cairn.v1.ServedBy
+	3,  // 26: cairn.v1.TombstoneRequest.expected:type_name -> cairn.v1.ExpectedRevision
+	38, // 27: cairn.v1.TombstoneResponse.commit_time:type_name -> google.protobuf.Timestamp
+	16, // 28: cairn.v1.SubscribeRequest.filter:type_name -> cairn.v1.Filter
+	11, // 29: cairn.v1.SubscribeRequest.options:type_name -> cairn.v1.ReadOptions
+	39, // 30: cairn.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
+	39, // 31: cairn.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	38, // 32: cairn.v1.SubscribeRequest.from_time:type_name -> google.protobuf.Timestamp
+	13, // 33: cairn.v1.SubscribeResponse.event:type_name -> cairn.v1.RecordedEvent
+	32, // 34: cairn.v1.SubscribeResponse.caught_up:type_name -> cairn.v1.SubscribeResponse.CaughtUp
+	33, // 35: cairn.v1.SubscribeResponse.checkpoint:type_name -> cairn.v1.SubscribeResponse.Checkpoint
+	34, // 36: cairn.v1.SubscribeResponse.heartbeat:type_name -> cairn.v1.SubscribeResponse.Heartbeat
+	35, // 37: cairn.v1.SubscribeResponse.fell_behind:type_name -> cairn.v1.SubscribeResponse.FellBehind
+	36, // 38: cairn.v1.SubscribeResponse.events:type_name -> cairn.v1.SubscribeResponse.EventBatch
+	11, // 39: cairn.v1.GetStreamInfoRequest.options:type_name -> cairn.v1.ReadOptions
+	38, // 40: cairn.v1.GetStreamInfoResponse.created:type_name -> google.protobuf.Timestamp
+	38, // 41: cairn.v1.GetStreamInfoResponse.updated:type_name -> google.protobuf.Timestamp
+	12, // 42: cairn.v1.GetStreamInfoResponse.served_by:type_name -> cairn.v1.ServedBy
+	25, // 43: cairn.v1.GetStreamInfoResponse.metadata:type_name -> cairn.v1.StreamMetadata
+	39, // 44: cairn.v1.StreamMetadata.max_age:type_name -> google.protobuf.Duration
+	37, // 45: cairn.v1.StreamMetadata.user:type_name -> cairn.v1.StreamMetadata.UserEntry
+	3,  // 46: cairn.v1.SetStreamMetadataRequest.expected:type_name -> cairn.v1.ExpectedRevision
+	25, // 47: cairn.v1.SetStreamMetadataRequest.metadata:type_name -> cairn.v1.StreamMetadata
+	38, // 48: cairn.v1.SetStreamMetadataResponse.commit_time:type_name -> google.protobuf.Timestamp
+	11, // 49: cairn.v1.GetStreamMetadataRequest.options:type_name -> cairn.v1.ReadOptions
+	25, // 50: cairn.v1.GetStreamMetadataResponse.metadata:type_name -> cairn.v1.StreamMetadata
+	12, // 51: cairn.v1.GetStreamMetadataResponse.served_by:type_name -> cairn.v1.ServedBy
+	3,  // 52: cairn.v1.DeleteStreamRequest.expected:type_name -> cairn.v1.ExpectedRevision
+	38, // 53: cairn.v1.DeleteStreamResponse.commit_time:type_name -> google.protobuf.Timestamp
+	13, // 54: cairn.v1.SubscribeResponse.EventBatch.events:type_name -> cairn.v1.RecordedEvent
+	5,  // 55: cairn.v1.Events.Append:input_type -> cairn.v1.AppendRequest
+	8,  // 56: cairn.v1.Events.AppendMulti:input_type -> cairn.v1.AppendMultiRequest
+	14, // 57: cairn.v1.Events.Read:input_type -> cairn.v1.ReadRequest
+	17, // 58: cairn.v1.Events.ReadAll:input_type -> cairn.v1.ReadAllRequest
+	19, // 59: cairn.v1.Events.Tombstone:input_type -> cairn.v1.TombstoneRequest
+	23, // 60: cairn.v1.Events.GetStreamInfo:input_type -> cairn.v1.GetStreamInfoRequest
+	21, // 61: cairn.v1.Events.Subscribe:input_type -> cairn.v1.SubscribeRequest
+	26, // 62: cairn.v1.Events.SetStreamMetadata:input_type -> cairn.v1.SetStreamMetadataRequest
+	28, // 63: cairn.v1.Events.GetStreamMetadata:input_type -> cairn.v1.GetStreamMetadataRequest
+	30, // 64: cairn.v1.Events.DeleteStream:input_type -> cairn.v1.DeleteStreamRequest
+	6,  // 65: cairn.v1.Events.Append:output_type -> cairn.v1.AppendResponse
+	10, // 66: cairn.v1.Events.AppendMulti:output_type -> cairn.v1.AppendMultiResponse
+	15, // 67: cairn.v1.Events.Read:output_type -> cairn.v1.ReadResponse
+	18, // 68: cairn.v1.Events.ReadAll:output_type -> cairn.v1.ReadAllResponse
+	20, // 69: cairn.v1.Events.Tombstone:output_type -> cairn.v1.TombstoneResponse
+	24, // 70: cairn.v1.Events.GetStreamInfo:output_type -> cairn.v1.GetStreamInfoResponse
+	22, // 71: cairn.v1.Events.Subscribe:output_type -> cairn.v1.SubscribeResponse
+	27, // 72: cairn.v1.Events.SetStreamMetadata:output_type -> cairn.v1.SetStreamMetadataResponse
+	29, // 73: cairn.v1.Events.GetStreamMetadata:output_type -> cairn.v1.GetStreamMetadataResponse
+	31, // 74: cairn.v1.Events.DeleteStream:output_type -> cairn.v1.DeleteStreamResponse
+	65, // [65:75] is the sub-list for method output_type
+	55, // [55:65] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_events_proto_init() }

@@ -292,7 +292,9 @@ func TestReadFromTime(t *testing.T) {
 		}
 		return revisions(r.GetEvents())
 	}
-	at := func(sec int) *timestamppb.Timestamp { return timestamppb.New(base.Add(time.Duration(sec) * time.Second)) }
+	at := func(sec int) *timestamppb.Timestamp {
+		return timestamppb.New(base.Add(time.Duration(sec) * time.Second))
+	}
 	if got := read(&cairnpb.ReadRequest{Stream: "s", FromTime: at(2)}); !slices.Equal(got, []uint64{2, 3}) {
 		t.Fatalf("from +2s: %v, want [2 3]", got)
 	}

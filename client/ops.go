@@ -211,7 +211,7 @@ func (c *Client) Read(ctx context.Context, stream string, opts ReadOptions, call
 		return nil, fmt.Errorf("cairn: read stream %q: %w", stream, err)
 	}
 	req := &cairnpb.ReadRequest{
-		Stream:       stream,
+		Stream:         stream,
 		FromRevision:   opts.From,
 		FromEnd:        opts.FromEnd,
 		FromTime:       timestampOrNil(opts.FromTime),

@@ -233,6 +233,15 @@ func TestCLIAgainstCluster(t *testing.T) {
 		if out := ok(t, at(all, "append", "life-1", "--expected", "no-stream", "--type", "T", "--data", "{}")...); !strings.Contains(out, "revision 3") {
 			t.Fatalf("append after delete:\n%s", out)
 		}
+		// Time travel: everything is younger than an hour and nothing is older than now-1h.
+		if out := ok(t, at(all, "read", "life-1", "--from-time", "1h")...); !strings.Contains(out, "1 events") {
+			t.Fatalf("read --from-time 1h:\n%s", out)
+		}
+		if out := ok(t, at(all, "read-all", "--as-of-time", "1h")...); !strings.Contains(out, "0 events") {
+			t.Fatalf("read-all as of an hour ago:\n%s", out)
+		}
+		wantExit(t, exitUsage, at(all, "read", "life-1", "--from-time", "soon")...)
+		wantExit(t, exitUsage, at(all, "read", "life-1", "--from-time", "1h", "--from-end")...)
 		ok(t, at(all, "stream", "tombstone", "life-1", "--expected-revision", "3")...)
 		wantExit(t, exitConflict, at(all, "read", "life-1")...)
 		wantExit(t, exitConflict, at(all, "stream", "delete", "life-1")...)

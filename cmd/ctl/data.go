@@ -184,6 +184,10 @@ type readFlags struct {
 	consistency  string
 	minLogIndex  uint64
 	maxStaleness time.Duration
+	// Time travel: raw flag values, parsed by parse.
+	fromTimeRaw, asOfTimeRaw string
+	asOfPosition             uint64
+	fromTime, asOfTime       time.Time
 }
 
 func (r *readFlags) register(cmd *cobra.Command, fromHelp string) {
@@ -195,6 +199,11 @@ func (r *readFlags) register(cmd *cobra.Command, fromHelp string) {
 	fl.StringVar(&r.consistency, "consistency", "linearizable", "linearizable, leader or stale")
 	fl.Uint64Var(&r.minLogIndex, "min-log-index", 0, "stale reads: wait until the serving node has applied this log index")
 	fl.DurationVar(&r.maxStaleness, "max-staleness", 0, "stale reads: refuse if the node has not heard from a leader within this duration")
+	fl.StringVar(&r.fromTimeRaw, "from-time", "", "start (forwards) at the first event committed at or after this time (RFC 3339, or a duration ago such as 10m)")
+	fl.StringVar(&r.asOfTimeRaw, "as-of-time", "", "read as of this time: only events committed at or before it (RFC 3339, or a duration ago)")
+	fl.Uint64Var(&r.asOfPosition, "as-of-position", 0, "read as of this position of $all: only events at or below it")
+	cmd.MarkFlagsMutuallyExclusive("from", "from-time")
+	cmd.MarkFlagsMutuallyExclusive("from-end", "from-time")
 }
 
 func (r *readFlags) parse() (client.Consistency, client.Direction, error) {
@@ -210,6 +219,17 @@ func (r *readFlags) parse() (client.Consistency, client.Direction, error) {
 	}
 	if r.limit < 0 {
 		return 0, 0, usagef("--limit must not be negative")
+	}
+	now := time.Now()
+	if r.fromTimeRaw != "" {
+		if r.fromTime, err = parseTime(r.fromTimeRaw, now); err != nil {
+			return 0, 0, err
+		}
+	}
+	if r.asOfTimeRaw != "" {
+		if r.asOfTime, err = parseTime(r.asOfTimeRaw, now); err != nil {
+			return 0, 0, err
+		}
 	}
 	dir := client.Forward
 	if r.backwards {
@@ -343,6 +363,7 @@ leader's local state; stale is any node's local state, optionally waiting for --
 			res, err := c.Read(ctx, args[0], client.ReadOptions{
 				From: r.from, FromEnd: r.fromEnd, Direction: dir, Limit: r.limit,
 				Consistency: cons, MinLogIndex: r.minLogIndex, MaxStaleness: r.maxStaleness,
+				FromTime: r.fromTime, StopAtTime: r.asOfTime, StopAtPosition: r.asOfPosition,
 			})
 			if err != nil {
 				return err
@@ -401,6 +422,7 @@ a checkpoint: continue with --from <checkpoint+1>.`,
 			res, err := c.ReadAll(ctx, client.ReadAllOptions{
 				From: r.from, FromEnd: r.fromEnd, Direction: dir, Limit: r.limit, Filter: filter,
 				Consistency: cons, MinLogIndex: r.minLogIndex, MaxStaleness: r.maxStaleness,
+				FromTime: r.fromTime, StopAtTime: r.asOfTime, StopAtPosition: r.asOfPosition,
 			})
 			if err != nil {
 				return err

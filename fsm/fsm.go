@@ -246,8 +246,14 @@ func rebuild(seg *segment.Log, h DedupeHorizon) (*index, error) {
 // install makes st the live state. Callers hold mu or own f exclusively.
 func (f *FSM) install(seg *segment.Log, gen uint64, st *index) {
 	f.seg, f.gen, f.idx = seg, gen, st
+	log := f.log
 	st.tsAt = func(pos uint64) (int64, error) {
 		r, err := seg.Read(pos)
+		if err != nil {
+			// hiddenIn then counts the record as visible (errs towards showing more).
+			log.Warn("max_age: reading a record's commit time failed; treating it as visible",
+				"position", pos, "error", err)
+		}
 		return r.Timestamp, err
 	}
 	if st.badMetadata > 0 {

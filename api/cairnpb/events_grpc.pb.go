@@ -51,9 +51,13 @@ type EventsClient interface {
 	// AppendMulti writes to several streams atomically: every condition must hold, and all violated
 	// conditions are reported at once. Event order in $all follows the request order.
 	AppendMulti(ctx context.Context, in *AppendMultiRequest, opts ...grpc.CallOption) (*AppendMultiResponse, error)
-	// Read returns events of one stream.
+	// Read returns the visible events of one stream: revisions hidden by its metadata limits
+	// (max_count, max_age, truncate_before) or a soft delete are skipped. A soft-deleted stream is
+	// NOT_FOUND, a tombstoned one FAILED_PRECONDITION.
 	Read(ctx context.Context, in *ReadRequest, opts ...grpc.CallOption) (*ReadResponse, error)
-	// ReadAll returns events of the global log ($all), optionally filtered.
+	// ReadAll returns events of the global log ($all), optionally filtered. Events hidden by their
+	// stream's lifecycle are skipped (they still count towards checkpoint_position); tombstone and
+	// soft-delete records appear as events of type "$tombstone" and "$deleted" without an id.
 	ReadAll(ctx context.Context, in *ReadAllRequest, opts ...grpc.CallOption) (*ReadAllResponse, error)
 	// Tombstone deletes a stream for good, if the expected revision holds: it can never be written
 	// again (appends fail with FAILED_PRECONDITION) and reads of it fail with FAILED_PRECONDITION.
@@ -216,9 +220,13 @@ type EventsServer interface {
 	// AppendMulti writes to several streams atomically: every condition must hold, and all violated
 	// conditions are reported at once. Event order in $all follows the request order.
 	AppendMulti(context.Context, *AppendMultiRequest) (*AppendMultiResponse, error)
-	// Read returns events of one stream.
+	// Read returns the visible events of one stream: revisions hidden by its metadata limits
+	// (max_count, max_age, truncate_before) or a soft delete are skipped. A soft-deleted stream is
+	// NOT_FOUND, a tombstoned one FAILED_PRECONDITION.
 	Read(context.Context, *ReadRequest) (*ReadResponse, error)
-	// ReadAll returns events of the global log ($all), optionally filtered.
+	// ReadAll returns events of the global log ($all), optionally filtered. Events hidden by their
+	// stream's lifecycle are skipped (they still count towards checkpoint_position); tombstone and
+	// soft-delete records appear as events of type "$tombstone" and "$deleted" without an id.
 	ReadAll(context.Context, *ReadAllRequest) (*ReadAllResponse, error)
 	// Tombstone deletes a stream for good, if the expected revision holds: it can never be written
 	// again (appends fail with FAILED_PRECONDITION) and reads of it fail with FAILED_PRECONDITION.

@@ -81,6 +81,7 @@ type mRecord struct {
 	softDelete bool   // a soft-delete record: revision is the stream's next revision
 	maxCount   uint64 // metadata: 0 for none
 	truncate   uint64 // metadata: truncate_before
+	maxAge     int64  // metadata: max_age in ns, 0 for none
 	id         uint64 // event id number, as passed to id() and ev(); 0 for a tombstone
 	revision   uint64 // the event's revision; unused for a tombstone
 	index      uint64 // raft index of the entry that wrote it
@@ -90,9 +91,11 @@ type mRecord struct {
 type mStream struct {
 	events        []uint64 // event id numbers in revision order
 	tombstoned    bool
-	metaCount     uint64 // metadata records written
-	maxCount      uint64 // latest metadata's max_count, 0 for none
-	truncate      uint64 // latest metadata's truncate_before
+	metaCount     uint64  // metadata records written
+	maxCount      uint64  // latest metadata's max_count, 0 for none
+	truncate      uint64  // latest metadata's truncate_before
+	maxAge        int64   // latest metadata's max_age, 0 for none
+	eventTs       []int64 // commit timestamp of each event, by revision
 	hasDelete     bool
 	deletedBefore uint64 // revisions below it were hidden by the latest soft delete
 }
@@ -102,9 +105,10 @@ func (s *mStream) deleted() bool {
 	return s.hasDelete && len(s.events) > 0 && s.deletedBefore >= uint64(len(s.events))
 }
 
-// visibleFrom is the first visible revision: a tombstone hides everything; otherwise the
-// latest soft delete, truncate_before and max_count each hide a prefix.
-func (s *mStream) visibleFrom() uint64 {
+// visibleFrom is the first visible revision at time now: a tombstone hides everything;
+// otherwise the latest soft delete, truncate_before and max_count each hide a prefix, and max_age
+// hides events committed before now - max_age.
+func (s *mStream) visibleFrom(now int64) uint64 {
 	n := uint64(len(s.events))
 	if s.tombstoned {
 		return n
@@ -117,7 +121,11 @@ func (s *mStream) visibleFrom() uint64 {
 	if s.maxCount > 0 && n > s.maxCount {
 		h = max(h, n-s.maxCount)
 	}
-	return min(h, n)
+	h = min(h, n)
+	for s.maxAge > 0 && h < n && s.eventTs[h] < now-s.maxAge {
+		h++
+	}
+	return h
 }
 
 // sentAppend is an append request the test has sent, kept so it can be retried. Every request
@@ -143,6 +151,7 @@ type model struct {
 	active  []string // ~4 streams not tombstoned, the usual targets
 	dead    []string // tombstoned streams
 	nStream int
+	readNow int64 // the clock reads use for max_age (Config.Now)
 }
 
 func newModel() *model {
@@ -222,11 +231,12 @@ func (m *model) write(r mRecord) uint64 {
 		s.tombstoned = true
 	case r.meta:
 		s.metaCount++
-		s.maxCount, s.truncate = r.maxCount, r.truncate
+		s.maxCount, s.truncate, s.maxAge = r.maxCount, r.truncate, r.maxAge
 	case r.softDelete:
 		s.hasDelete, s.deletedBefore = true, r.revision
 	default:
 		s.events = append(s.events, r.id)
+		s.eventTs = append(s.eventTs, r.ts)
 		m.byID[r.id] = pos
 	}
 	m.lastTs = r.ts
@@ -331,6 +341,8 @@ func newPropState(t *testing.T, rt *rapid.T) *propState {
 		c.Logger = slog.New(slog.DiscardHandler)
 		// A horizon no run reaches, so every earlier append can be retried.
 		c.Dedupe = DedupeHorizon{MaxEvents: 1 << 20, MaxAge: -1}
+		// Reads apply max_age at the model's read time, drawn before each check.
+		c.Now = func() int64 { return s.m.readNow }
 	}
 	s.dir = s.tempDir()
 	s.f = s.open(s.dir)
@@ -727,6 +739,9 @@ func (s *propState) genMetadata(rt *rapid.T, index uint64, ts int64) (planned, b
 	if rapid.Bool().Draw(rt, "hasTruncate") {
 		md.TruncateBefore = proto.Uint64(rapid.Uint64Range(0, 6).Draw(rt, "truncateBefore"))
 	}
+	if rapid.IntRange(0, 2).Draw(rt, "hasMaxAge") == 0 {
+		md.MaxAgeNanos = rapid.Int64Range(1, 400).Draw(rt, "maxAge")
+	}
 	req := setMetaReq(stream, exp, md)
 	what := "set metadata of " + stream
 	v := Violation{Stream: stream, Expected: Expected{Kind: exp.GetKind(), Revision: exp.GetRevision()}, Metadata: true}
@@ -752,7 +767,7 @@ func (s *propState) genMetadata(rt *rapid.T, index uint64, ts int64) (planned, b
 	}
 	ts = m.commitTs(ts)
 	pos := m.write(mRecord{stream: stream, meta: true, revision: count, maxCount: md.GetMaxCount(),
-		truncate: md.GetTruncateBefore(), index: index, ts: ts})
+		truncate: md.GetTruncateBefore(), maxAge: md.GetMaxAgeNanos(), index: index, ts: ts})
 	return planned{req: req, what: what, want: Result{LogIndex: index, Timestamp: ts, Streams: []StreamResult{{
 		Stream: stream, FirstRevision: count, LastRevision: count, FirstPosition: pos, LastPosition: pos}}}}, true
 }
@@ -847,6 +862,7 @@ func (s *propState) snapshotRestore(rt *rapid.T) {
 
 func (s *propState) check(rt *rapid.T) {
 	m, f := s.m, s.f
+	m.readNow = m.clock + rapid.Int64Range(-100, 500).Draw(rt, "readNow")
 	if got := f.AppliedIndex(); got != m.applied {
 		rt.Fatalf("applied index %d, want %d", got, m.applied)
 	}
@@ -869,6 +885,18 @@ func (s *propState) check(rt *rapid.T) {
 			rt.Fatalf("timestamps go backwards at position %d: %d after %d", r.Position, r.Timestamp, all[i-1].Timestamp)
 		}
 		checkRecord(rt, "$all", r, m.log[i])
+	}
+	// $all hides metadata records and every event below its stream's first visible revision.
+	hidden := f.Hidden(m.readNow)
+	for i := range all {
+		want := m.log[i]
+		wantHidden := want.meta
+		if !want.meta && !want.tombstone && !want.softDelete {
+			wantHidden = want.revision < m.streams[want.stream].visibleFrom(m.readNow)
+		}
+		if got := hidden(&all[i]); got != wantHidden {
+			rt.Fatalf("$all position %d (%s): hidden %v, want %v", all[i].Position, want.stream, got, wantHidden)
+		}
 	}
 	events := 0
 	for _, name := range append(slices.Clone(m.names), "never-used") {
@@ -932,7 +960,7 @@ func (s *propState) checkStream(rt *rapid.T, name string) {
 			want.LastRevision, want.LastPosition = uint64(k-1), uint64(m.byID[st.events[k-1]])
 			want.Deleted = st.deleted()
 			want.Exists = !want.Deleted
-			want.FirstRevision = st.visibleFrom()
+			want.FirstRevision = st.visibleFrom(m.readNow)
 			want.Count = uint64(k) - want.FirstRevision
 		}
 		if st.metaCount > 0 {
@@ -957,7 +985,7 @@ func (s *propState) checkStream(rt *rapid.T, name string) {
 	case err != nil:
 		rt.Fatalf("read %q: %v", name, err)
 	}
-	first := int(st.visibleFrom())
+	first := int(st.visibleFrom(m.readNow))
 	if len(evs) != len(st.events)-first {
 		rt.Fatalf("stream %q has %d visible events, want %d (revisions %d..)", name, len(evs), len(st.events)-first, first)
 	}
@@ -983,7 +1011,7 @@ func (s *propState) checkWindows(rt *rapid.T) {
 	if len(readable) > 0 {
 		name := rapid.SampledFrom(readable).Draw(rt, "windowStream")
 		st := m.streams[name]
-		n, h := uint64(len(st.events)), st.visibleFrom()
+		n, h := uint64(len(st.events)), st.visibleFrom(m.readNow)
 		from, dir, limit := drawWindow(rt, n)
 		var want []uint64 // revisions; those below h are hidden
 		if dir == Forward {

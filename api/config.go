@@ -146,11 +146,12 @@ func (c Config) messageLimit() int {
 
 // ServerOptions returns the grpc.ServerOptions the service needs: a receive limit comfortably
 // above cfg.MaxRequestBytes, so that an oversized request reaches the service and fails with
-// RESOURCE_EXHAUSTED and a LimitExceeded detail instead of gRPC's untyped error. Pass them to
+// RESOURCE_EXHAUSTED and a LimitExceeded detail instead of gRPC's untyped error, and the codec
+// that lets the service decode its own requests (decode.go). Pass them to
 // grpc.NewServer along with any of your own (TLS credentials, interceptors).
 func ServerOptions(cfg Config) []grpc.ServerOption {
 	n := cfg.messageLimit()
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(n), grpc.MaxSendMsgSize(n)}
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(n), grpc.MaxSendMsgSize(n), grpc.ForceServerCodecV2(newServerCodec())}
 }
 
 // DefaultDialer returns the Dialer used when Config.Dialer is nil: a lazily connecting

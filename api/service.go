@@ -65,10 +65,13 @@ func (s *Service) Config() Config { return s.cfg }
 
 // Register registers on srv the Events and Cluster services, the standard gRPC health service
 // (grpc.health.v1.Health) and server reflection, so that grpcurl works without proto files. srv
-// should be built with ServerOptions(cfg).
+// must be built with ServerOptions(cfg): its codec hands the Events and Cluster handlers their
+// requests' raw bytes.
 func (s *Service) Register(srv *grpc.Server) {
-	cairnpb.RegisterEventsServer(srv, s)
-	cairnpb.RegisterClusterServer(srv, s)
+	// The Events and Cluster handlers decode their own requests (decode.go), so that a request
+	// that does not decode is INVALID_ARGUMENT, not gRPC's bare INTERNAL.
+	srv.RegisterService(s.decodingDesc(&cairnpb.Events_ServiceDesc), s)
+	srv.RegisterService(s.decodingDesc(&cairnpb.Cluster_ServiceDesc), s)
 	healthpb.RegisterHealthServer(srv, s.health)
 	reflection.Register(srv)
 }

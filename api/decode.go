@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // Request decoding. gRPC decodes a request before any handler or interceptor runs, and answers a
@@ -24,8 +25,23 @@ import (
 // Field violation reason for request bytes that are not a valid protobuf message.
 const violationMalformed = "MALFORMED"
 
-// rawFrame receives a request's bytes undecoded from serverCodec.
-type rawFrame struct{ b []byte }
+// rawFrame receives a request's bytes undecoded from serverCodec. It is also a protobuf message
+// without fields (the embedded Empty), so on a server built without ServerOptions gRPC's own codec
+// decodes the request into it as unknown fields, which hold the same bytes: the service still
+// works there, only malformed wire data is then gRPC's INTERNAL.
+type rawFrame struct {
+	emptypb.Empty
+	b   []byte
+	raw bool // b was set by serverCodec
+}
+
+// bytes returns the request's wire bytes.
+func (f *rawFrame) bytes() []byte {
+	if f.raw {
+		return f.b
+	}
+	return f.ProtoReflect().GetUnknown()
+}
 
 // serverCodec is the proto codec, except that it passes a request's bytes through undecoded to a
 // *rawFrame.
@@ -43,7 +59,7 @@ func (c serverCodec) Marshal(v any) (mem.BufferSlice, error) { return c.inner.Ma
 // codec (services other than Cairn's: health, reflection).
 func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if f, ok := v.(*rawFrame); ok {
-		f.b = data.Materialize()
+		f.b, f.raw = data.Materialize(), true
 		return nil
 	}
 	return c.inner.Unmarshal(data, v)
@@ -93,8 +109,9 @@ func (s *Service) decode(ctx context.Context, op string, recv func(any) error, v
 	if err := recv(&f); err != nil {
 		return err
 	}
-	if err := proto.Unmarshal(f.b, m); err != nil {
-		return s.fail(ctx, op, decodeError(f.b, m.ProtoReflect().Descriptor(), err))
+	b := f.bytes()
+	if err := proto.Unmarshal(b, m); err != nil {
+		return s.fail(ctx, op, decodeError(b, m.ProtoReflect().Descriptor(), err))
 	}
 	return nil
 }

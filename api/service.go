@@ -34,6 +34,8 @@ type Service struct {
 	pool   *connPool
 	stats  *counters
 	subs   subscriptions // running subscriptions: drain switch and counters (subscribe.go)
+	// connSubs counts subscriptions per client connection (Config.MaxSubscriptionsPerConn).
+	connSubs connSubscriptions
 }
 
 var (
@@ -65,8 +67,8 @@ func (s *Service) Config() Config { return s.cfg }
 
 // Register registers on srv the Events and Cluster services, the standard gRPC health service
 // (grpc.health.v1.Health) and server reflection, so that grpcurl works without proto files. srv
-// must be built with ServerOptions(cfg): its codec hands the Events and Cluster handlers their
-// requests' raw bytes.
+// should be built with ServerOptions(cfg): its limits, and its codec, which hands the Events and
+// Cluster handlers their requests' raw bytes (without it, malformed wire data is gRPC's INTERNAL).
 func (s *Service) Register(srv *grpc.Server) {
 	// The Events and Cluster handlers decode their own requests (decode.go), so that a request
 	// that does not decode is INVALID_ARGUMENT, not gRPC's bare INTERNAL.

@@ -257,6 +257,11 @@ func (s *Service) Subscribe(req *cairnpb.SubscribeRequest, stream grpc.ServerStr
 	if err != nil {
 		return s.fail(ctx, op, err)
 	}
+	release, err := s.connSubs.acquire(ctx, s.cfg.MaxSubscriptionsPerConn)
+	if err != nil {
+		return s.fail(ctx, op, err)
+	}
+	defer release()
 	drain, ok := s.subs.register()
 	if !ok {
 		s.subs.withError.Add(1)

@@ -68,6 +68,7 @@ type options struct {
 	maxEventBytes, maxRequestBytes   int
 	maxEventsPerAppend, maxReadLimit int
 	shutdownTimeout                  time.Duration
+	limits                           api.Config // connection and name limits (limitFlags)
 	metricsBind                      string
 	pprof                            bool
 }
@@ -104,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.metricsBind, "metrics-bind", "", "HTTP listen address of /metrics, /healthz and /readyz (empty: off)")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on the metrics address")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	limitFlags(fs, &o.limits)
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -186,7 +188,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log = log.With("node", o.nodeID)
 	log.Warn("SECURITY: running without TLS or authentication (dev mode); every channel is plaintext and open to anyone who can reach it")
 
-	apiCfg := api.DefaultConfig()
+	apiCfg := o.limits
 	apiCfg.MaxEventBytes, apiCfg.MaxRequestBytes = o.maxEventBytes, o.maxRequestBytes
 	apiCfg.MaxEventsPerAppend, apiCfg.MaxReadLimit = o.maxEventsPerAppend, o.maxReadLimit
 

@@ -171,13 +171,14 @@ type index struct {
 	streamIDs map[string]uint32
 	streams   []streamState
 	dedupe    *dedupeIndex
+	auth      *tokenTable // tokens, from the KindAuth records of AuthStream (auth.go)
 	lastPos   uint64
 	lastIndex uint64
 	lastTs    int64
 }
 
 func newIndex(h DedupeHorizon) *index {
-	return &index{streamIDs: make(map[string]uint32), dedupe: newDedupeIndex(h)}
+	return &index{streamIDs: make(map[string]uint32), dedupe: newDedupeIndex(h), auth: newTokenTable()}
 }
 
 // add indexes one record, in position order. It is the single place that defines how a record
@@ -196,6 +197,9 @@ func (st *index) add(r *segment.Record) {
 		st.dedupe.add(r.ID, r.Position, r.Timestamp)
 	case KindTombstone:
 		s.tombstonedAt = r.Position
+	case KindAuth:
+		s.positions = append(s.positions, r.Position)
+		st.auth.add(r)
 	}
 	st.lastPos, st.lastIndex, st.lastTs = r.Position, r.Index, r.Timestamp
 	st.dedupe.evict(st.lastTs)
@@ -342,6 +346,8 @@ func (f *FSM) applyCommand(l *raft.Log, firstPending uint64) interface{} {
 			results[i] = a.append(k.Append)
 		case *fsmpb.Request_Tombstone:
 			results[i] = a.tombstone(k.Tombstone)
+		case *fsmpb.Request_Auth:
+			results[i] = a.auth(k.Auth)
 		default:
 			results[i] = Result{Err: invalidf("entry %d request %d: unknown request kind", l.Index, i)}
 		}

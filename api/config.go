@@ -121,6 +121,8 @@ type Config struct {
 	// jitter), with MaxConnectionAgeGrace for running RPCs to finish; subscriptions cut then
 	// resume on a new connection. 0, the default, means no age limit (and no grace limit).
 	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
+	// Auth configures authentication and authorisation (auth.go); off by default.
+	Auth AuthConfig
 	// Subscribe tunes subscriptions (checkpoint and heartbeat intervals, fell-behind threshold);
 	// zero fields take their defaults (see SubscribeConfig).
 	Subscribe SubscribeConfig

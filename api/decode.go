@@ -65,19 +65,21 @@ func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return c.inner.Unmarshal(data, v)
 }
 
-// decodingDesc returns a copy of desc whose handlers decode requests with s.decode.
+// decodingDesc returns a copy of desc whose handlers decode requests with s.decode, and, with
+// auth enabled, refuse calls that did not pass the auth interceptor and authorise stream
+// requests (auth.go).
 func (s *Service) decodingDesc(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 	d := *desc
 	d.Methods = slices.Clone(desc.Methods)
 	for i := range d.Methods {
 		h, name := d.Methods[i].Handler, d.Methods[i].MethodName
 		d.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
-			return h(srv, ctx, func(v any) error { return s.decode(ctx, name, dec, v) }, ic)
+			return h(srv, ctx, func(v any) error { return s.decode(ctx, name, dec, v) }, s.guardUnary(ic))
 		}
 	}
 	d.Streams = slices.Clone(desc.Streams)
 	for i := range d.Streams {
-		h, name := d.Streams[i].Handler, d.Streams[i].StreamName
+		h, name := d.Streams[i].Handler, "/"+desc.ServiceName+"/"+d.Streams[i].StreamName
 		d.Streams[i].Handler = func(srv any, ss grpc.ServerStream) error {
 			return h(srv, &decodingStream{ServerStream: ss, s: s, name: name})
 		}
@@ -92,9 +94,13 @@ type decodingStream struct {
 	name string
 }
 
-// RecvMsg receives the next request and decodes it with Service.decode.
+// RecvMsg receives the next request, decodes it with Service.decode and authorises it
+// (auth.go).
 func (d *decodingStream) RecvMsg(m any) error {
-	return d.s.decode(d.Context(), d.name, d.ServerStream.RecvMsg, m)
+	if err := d.s.decode(d.Context(), d.name, d.ServerStream.RecvMsg, m); err != nil {
+		return err
+	}
+	return d.s.authorizeStreamMsg(d.Context(), d.name, m)
 }
 
 // decode receives one request with recv (into a rawFrame) and unmarshals it into v. A request

@@ -258,6 +258,7 @@ func (s *Service) readAll(ctx context.Context, p readParams) (scanResult, uint64
 	if !p.filter.empty() {
 		match = p.filter.match
 	}
+	match = restrictToReadable(ctx, match)
 	res, err := s.scan(ctx, scanParams{
 		from:    from,
 		dir:     p.dir,

@@ -26,6 +26,7 @@ import (
 type Service struct {
 	cairnpb.UnimplementedEventsServer
 	cairnpb.UnimplementedClusterServer
+	cairnpb.UnimplementedAuthServer
 
 	node   Node
 	cfg    Config
@@ -36,11 +37,14 @@ type Service struct {
 	subs   subscriptions // running subscriptions: drain switch and counters (subscribe.go)
 	// connSubs counts subscriptions per client connection (Config.MaxSubscriptionsPerConn).
 	connSubs connSubscriptions
+	// auth authenticates calls when cfg.Auth.Enabled (auth.go).
+	auth Authenticator
 }
 
 var (
 	_ cairnpb.EventsServer  = (*Service)(nil)
 	_ cairnpb.ClusterServer = (*Service)(nil)
+	_ cairnpb.AuthServer    = (*Service)(nil)
 )
 
 // NewService returns a Service over node. Zero fields of cfg take their defaults (see
@@ -58,6 +62,10 @@ func NewService(node Node, cfg Config, logger *slog.Logger) *Service {
 		pool:   newConnPool(cfg.Dialer),
 		stats:  newCounters(),
 	}
+	s.auth = cfg.Auth.Authenticator
+	if s.auth == nil {
+		s.auth = TokenAuthenticator{Store: nodeTokens{node}, Bootstrap: cfg.Auth.BootstrapToken}
+	}
 	s.SetServing(true)
 	return s
 }
@@ -74,6 +82,7 @@ func (s *Service) Register(srv *grpc.Server) {
 	// that does not decode is INVALID_ARGUMENT, not gRPC's bare INTERNAL.
 	srv.RegisterService(s.decodingDesc(&cairnpb.Events_ServiceDesc), s)
 	srv.RegisterService(s.decodingDesc(&cairnpb.Cluster_ServiceDesc), s)
+	srv.RegisterService(s.decodingDesc(&cairnpb.Auth_ServiceDesc), s)
 	healthpb.RegisterHealthServer(srv, s.health)
 	reflection.Register(srv)
 }

@@ -280,6 +280,7 @@ func (s *Service) Subscribe(req *cairnpb.SubscribeRequest, stream grpc.ServerStr
 	if !p.filter.empty() {
 		sub.match = p.filter.match
 	}
+	sub.match = restrictToReadable(ctx, sub.match)
 	err = sub.run(ctx)
 	if ctx.Err() != nil {
 		// The client went away or cancelled: the normal end of a subscription.

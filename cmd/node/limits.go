@@ -2,6 +2,9 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"os"
+	"strings"
 
 	"github.com/cairndb/cairn/api"
 )
@@ -22,4 +25,30 @@ func limitFlags(fs *flag.FlagSet, cfg *api.Config) {
 	fs.DurationVar(&cfg.MaxConnectionIdle, "max-connection-idle", cfg.MaxConnectionIdle, "close client connections without RPCs for this long")
 	fs.DurationVar(&cfg.MaxConnectionAge, "max-connection-age", cfg.MaxConnectionAge, "close client connections after this long (0: never)")
 	fs.DurationVar(&cfg.MaxConnectionAgeGrace, "max-connection-age-grace", cfg.MaxConnectionAgeGrace, "time running RPCs get after max-connection-age (0: unbounded)")
+}
+
+// minBootstrapTokenBytes keeps a bootstrap token from being guessable.
+const minBootstrapTokenBytes = 16
+
+// authConfig builds the api's auth settings from the flags: --auth, and the bootstrap admin
+// token from --bootstrap-token-file or --bootstrap-token (CAIRN_BOOTSTRAP_TOKEN).
+func authConfig(o *options) (api.AuthConfig, error) {
+	cfg := api.AuthConfig{Enabled: o.auth, BootstrapToken: o.bootstrapToken}
+	if o.bootstrapTokenFile != "" {
+		if o.bootstrapToken != "" {
+			return cfg, fmt.Errorf("%w: give --bootstrap-token-file or --bootstrap-token, not both", errUsage)
+		}
+		b, err := os.ReadFile(o.bootstrapTokenFile)
+		if err != nil {
+			return cfg, fmt.Errorf("read --bootstrap-token-file: %w", err)
+		}
+		cfg.BootstrapToken = strings.TrimSpace(string(b))
+	}
+	if cfg.BootstrapToken != "" && len(cfg.BootstrapToken) < minBootstrapTokenBytes {
+		return cfg, fmt.Errorf("%w: the bootstrap token must have at least %d bytes", errUsage, minBootstrapTokenBytes)
+	}
+	if cfg.BootstrapToken != "" && !o.auth {
+		return cfg, fmt.Errorf("%w: a bootstrap token without --auth does nothing", errUsage)
+	}
+	return cfg, nil
 }

@@ -88,6 +88,9 @@ var fuzzMethods = []fuzzMethod{
 	{name: "/cairn.v1.Events/Subscribe", stream: true},
 	{name: "/cairn.v1.Cluster/Status"},
 	{name: "/cairn.v1.Cluster/Digest"},
+	{name: "/cairn.v1.Auth/CreateToken", write: true},
+	{name: "/cairn.v1.Auth/ListTokens"},
+	{name: "/cairn.v1.Auth/RevokeToken", write: true},
 }
 
 // subscribeOnce opens a subscription with request body and waits for its first message or
@@ -162,6 +165,12 @@ func requestSeeds() map[uint8][]proto.Message {
 		},
 		7: {&cairnpb.StatusRequest{}},
 		8: {&cairnpb.DigestRequest{}},
+		9: {
+			&cairnpb.CreateTokenRequest{Role: cairnpb.Role_ROLE_WRITER, Prefixes: []string{"orders-"}, Name: "w"},
+			&cairnpb.CreateTokenRequest{Role: cairnpb.Role_ROLE_UNSPECIFIED, Prefixes: []string{""}},
+		},
+		10: {&cairnpb.ListTokensRequest{}},
+		11: {&cairnpb.RevokeTokenRequest{Id: id1}},
 	}
 }
 

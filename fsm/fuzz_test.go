@@ -78,6 +78,8 @@ func fuzzSeedCommands() []*fsmpb.Command {
 		cmd(appendReq(part("x", any_(), ev(22))), appendReq(part("x", any_(), ev(22)))), // retry in one entry
 		cmd(&fsmpb.Request{}),                                                           // unknown kind
 		{Version: 2, Requests: []*fsmpb.Request{appendReq(part("v", any_(), ev(23)))}},  // unknown version
+		cmd(createTokenReq(1, "secret", RoleWriter, "orders-"), revokeTokenReq(1)),      // token created and revoked
+		cmd(revokeTokenReq(9), createTokenReq(2, "s", "root")),                          // both rejected
 	}
 }
 

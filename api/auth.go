@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -216,10 +218,44 @@ func authorize(id Identity, fullMethod string, req any) error {
 	return deny("call " + fullMethod)
 }
 
-// deny counts and logs a refused call, without secrets, and returns its status.
+// deny counts and logs a refused call, without secrets, and returns its status. Every denial is
+// counted (Stats, by reason); logging is limited to denialLogBurst lines per second, with the
+// number left out reported on the next line, so a flood of bad tokens cannot flood the log.
 func (s *Service) deny(ctx context.Context, fullMethod string, id Identity, err error) error {
-	s.log.Warn("call refused", "method", fullMethod, "identity", id.Name, "role", id.Role, "error", err)
+	if ok, suppressed := s.denyLog.allow(time.Now()); ok {
+		s.log.Warn("call refused", "method", fullMethod, "identity", id.Name, "role", id.Role, "error", err,
+			"refusals_not_logged", suppressed)
+	}
 	return s.fail(ctx, "auth", err)
+}
+
+// denialLogBurst is how many refusals are logged per second at most.
+const denialLogBurst = 20
+
+// logLimiter allows denialLogBurst log lines per one-second window and counts the rest.
+type logLimiter struct {
+	mu         sync.Mutex
+	window     time.Time
+	n          int
+	suppressed uint64
+}
+
+// allow reports whether a line may be logged now, and how many were suppressed since the last
+// one that was.
+func (l *logLimiter) allow(now time.Time) (bool, uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.window) >= time.Second {
+		l.window, l.n = now, 0
+	}
+	if l.n >= denialLogBurst {
+		l.suppressed++
+		return false, 0
+	}
+	l.n++
+	sup := l.suppressed
+	l.suppressed = 0
+	return true, sup
 }
 
 // authUnary is the unary half of the auth interceptor.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -239,5 +240,25 @@ func TestAuthFailsClosedWithoutInterceptor(t *testing.T) {
 	wantStatus(t, err, codes.Unauthenticated, ReasonUnauthenticated)
 	if node.proposalCount() != 0 {
 		t.Fatal("a call reached Propose")
+	}
+}
+
+// TestDenialLogLimiter: at most denialLogBurst refusals are logged per second; the next line
+// logged reports how many were left out.
+func TestDenialLogLimiter(t *testing.T) {
+	var l logLimiter
+	start := time.Unix(1000, 0)
+	for i := range denialLogBurst {
+		if ok, _ := l.allow(start); !ok {
+			t.Fatalf("line %d refused", i)
+		}
+	}
+	for range 5 {
+		if ok, _ := l.allow(start.Add(500 * time.Millisecond)); ok {
+			t.Fatal("a line past the burst was allowed")
+		}
+	}
+	if ok, sup := l.allow(start.Add(time.Second)); !ok || sup != 5 {
+		t.Fatalf("next window: %v, suppressed %d, want true, 5", ok, sup)
 	}
 }

@@ -39,6 +39,8 @@ type Service struct {
 	connSubs connSubscriptions
 	// auth authenticates calls when cfg.Auth.Enabled (auth.go).
 	auth Authenticator
+	// denyLog rate-limits the log lines of refused calls (auth.go).
+	denyLog logLimiter
 }
 
 var (

@@ -138,3 +138,30 @@ func TestMaxConnectionIdle(t *testing.T) {
 	}
 	mustAppend(t, ts.events, "s", evt(2, "A"))
 }
+
+// TestMaxConnectionAge: with MaxConnectionAge set, the server closes a connection after that
+// age plus the grace, ending even a long-running subscription (UNAVAILABLE, so clients resume
+// elsewhere), and the client reconnects for the next call.
+func TestMaxConnectionAge(t *testing.T) {
+	node := newFakeNode(t, "n1")
+	ts := mustNewServer(t, node, func(c *Config) {
+		c.MaxConnectionAge, c.MaxConnectionAgeGrace = 200*time.Millisecond, 100*time.Millisecond
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub, err := ts.events.Subscribe(ctx, &cairnpb.SubscribeRequest{Stream: "$all", FromStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := sub.Recv()
+		if err == nil {
+			continue // caught-up marker, heartbeats
+		}
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("subscription ended with %v, want UNAVAILABLE from the connection's age limit", err)
+		}
+		break
+	}
+	mustAppend(t, ts.events, "s", evt(1, "A"))
+}

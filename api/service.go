@@ -75,13 +75,15 @@ func NewService(node Node, cfg Config, logger *slog.Logger) *Service {
 // Config returns the effective configuration, defaults filled in.
 func (s *Service) Config() Config { return s.cfg }
 
-// Register registers on srv the Events and Cluster services, the standard gRPC health service
-// (grpc.health.v1.Health) and server reflection, so that grpcurl works without proto files. srv
-// should be built with ServerOptions(cfg): its limits, and its codec, which hands the Events and
-// Cluster handlers their requests' raw bytes (without it, malformed wire data is gRPC's INTERNAL).
+// Register registers on srv the Events, Cluster and Auth services, the standard gRPC health
+// service (grpc.health.v1.Health) and server reflection, so that grpcurl works without proto
+// files. srv should be built with s.ServerOptions(): the limits, the codec that hands the Cairn
+// handlers their requests' raw bytes (without it, malformed wire data is gRPC's INTERNAL) and the
+// auth interceptors (without them, with auth enabled, every Cairn call is refused).
 func (s *Service) Register(srv *grpc.Server) {
-	// The Events and Cluster handlers decode their own requests (decode.go), so that a request
-	// that does not decode is INVALID_ARGUMENT, not gRPC's bare INTERNAL.
+	// The Cairn handlers decode their own requests (decode.go), so that a request that does not
+	// decode is INVALID_ARGUMENT, not gRPC's bare INTERNAL, and fail closed without the auth
+	// interceptor (auth.go).
 	srv.RegisterService(s.decodingDesc(&cairnpb.Events_ServiceDesc), s)
 	srv.RegisterService(s.decodingDesc(&cairnpb.Cluster_ServiceDesc), s)
 	srv.RegisterService(s.decodingDesc(&cairnpb.Auth_ServiceDesc), s)

@@ -73,3 +73,18 @@ clean:
 jepsen:
 	$(GO) run ./jepsen-lite suite --set canary
 	$(GO) run ./jepsen-lite suite --set smoke,nightly
+
+## fuzz: run every fuzz target for FUZZTIME (default 30s) each, one worker, temp files in /dev/shm
+## when it exists (the FSM targets fsync). `make test` already runs the committed seed corpora
+## (testdata/fuzz/) as ordinary tests. A crasher is written to testdata/fuzz/<target>/: fix it and
+## commit the file as a regression seed.
+FUZZTIME    ?= 30s
+FUZZTMP     := $(shell test -d /dev/shm && echo /dev/shm || echo $${TMPDIR:-/tmp})
+FUZZTARGETS := ./fsm:FuzzApplyEntry ./fsm:FuzzApplyFields ./api:FuzzRequest
+.PHONY: fuzz
+fuzz:
+	@set -e; for t in $(FUZZTARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		TMPDIR=$(FUZZTMP) $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) -parallel 1 $$pkg; \
+	done

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Default limits (DESIGN §6). cairnd exposes each as a flag.
@@ -32,6 +33,23 @@ const (
 	DefaultMaxFilterEntries = 256
 	// DefaultForwardTimeout bounds a request forwarded to the leader.
 	DefaultForwardTimeout = 10 * time.Second
+	// DefaultMaxConcurrentStreams bounds the concurrent RPCs of one client connection (HTTP/2
+	// streams); a client past it waits for a slot.
+	DefaultMaxConcurrentStreams = 1024
+	// DefaultMaxSubscriptionsPerConn bounds the running subscriptions of one client connection.
+	DefaultMaxSubscriptionsPerConn = 256
+	// DefaultMaxHeaderListBytes bounds the gRPC metadata (headers) of one request.
+	DefaultMaxHeaderListBytes = 64 << 10
+	// DefaultKeepaliveMinTime is the shortest client keepalive ping interval tolerated; a client
+	// pinging more often is disconnected.
+	DefaultKeepaliveMinTime = 10 * time.Second
+	// DefaultKeepaliveTime is how long a connection may be silent before the server pings it.
+	DefaultKeepaliveTime = time.Minute
+	// DefaultKeepaliveTimeout is how long the server waits for a ping's answer before closing
+	// the connection.
+	DefaultKeepaliveTimeout = 20 * time.Second
+	// DefaultMaxConnectionIdle closes a client connection that has had no RPC for this long.
+	DefaultMaxConnectionIdle = 5 * time.Minute
 )
 
 // Dialer opens a client connection to another node's gRPC address, used to forward requests to
@@ -80,6 +98,31 @@ type Config struct {
 	// Dialer opens connections to the leader for forwarding. Nil means DefaultDialer(cfg)
 	// (insecure credentials; TLS plugs in here).
 	Dialer Dialer
+	// MaxConcurrentStreams bounds the concurrent RPCs (HTTP/2 streams) of one connection; gRPC
+	// makes a client past it wait. Default 1024.
+	MaxConcurrentStreams int
+	// MaxSubscriptionsPerConn bounds the running subscriptions of one client connection; the next
+	// one fails with RESOURCE_EXHAUSTED (limit "subscriptions_per_connection"). Default 256.
+	MaxSubscriptionsPerConn int
+	// MaxHeaderListBytes bounds the gRPC metadata of one request (grpc.MaxHeaderListSize);
+	// gRPC refuses larger headers before the service runs. Default 64 KiB.
+	MaxHeaderListBytes int
+	// KeepaliveMinTime is the keepalive enforcement policy: a client that pings more often is
+	// disconnected (GOAWAY "too_many_pings"). Pings without active RPCs are allowed. Default 10s.
+	KeepaliveMinTime time.Duration
+	// KeepaliveTime and KeepaliveTimeout: the server pings a connection silent for
+	// KeepaliveTime and closes it when the answer takes longer than KeepaliveTimeout, so dead
+	// peers do not hold connections. Defaults 1m and 20s.
+	KeepaliveTime, KeepaliveTimeout time.Duration
+	// MaxConnectionIdle closes (GOAWAY) a connection without RPCs for this long, so idle
+	// connections cannot pile up; gRPC clients reconnect transparently. Default 5m.
+	MaxConnectionIdle time.Duration
+	// MaxConnectionAge, when positive, closes every connection after this long (gRPC adds
+	// jitter), with MaxConnectionAgeGrace for running RPCs to finish; subscriptions cut then
+	// resume on a new connection. 0, the default, means no age limit (and no grace limit).
+	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
+	// Auth configures authentication and authorisation (auth.go); off by default.
+	Auth AuthConfig
 	// Subscribe tunes subscriptions (checkpoint and heartbeat intervals, fell-behind threshold);
 	// zero fields take their defaults (see SubscribeConfig).
 	Subscribe SubscribeConfig
@@ -98,6 +141,14 @@ func DefaultConfig() Config {
 		MaxScanRecords:     DefaultMaxScanRecords,
 		MaxFilterEntries:   DefaultMaxFilterEntries,
 		ForwardTimeout:     DefaultForwardTimeout,
+
+		MaxConcurrentStreams:    DefaultMaxConcurrentStreams,
+		MaxSubscriptionsPerConn: DefaultMaxSubscriptionsPerConn,
+		MaxHeaderListBytes:      DefaultMaxHeaderListBytes,
+		KeepaliveMinTime:        DefaultKeepaliveMinTime,
+		KeepaliveTime:           DefaultKeepaliveTime,
+		KeepaliveTimeout:        DefaultKeepaliveTimeout,
+		MaxConnectionIdle:       DefaultMaxConnectionIdle,
 	}
 }
 
@@ -127,6 +178,18 @@ func (c Config) withLimits() Config {
 	setInt(&c.MaxResponseBytes, d.MaxResponseBytes)
 	setInt(&c.MaxScanRecords, d.MaxScanRecords)
 	setInt(&c.MaxFilterEntries, d.MaxFilterEntries)
+	setInt(&c.MaxConcurrentStreams, d.MaxConcurrentStreams)
+	setInt(&c.MaxSubscriptionsPerConn, d.MaxSubscriptionsPerConn)
+	setInt(&c.MaxHeaderListBytes, d.MaxHeaderListBytes)
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setDur(&c.KeepaliveMinTime, d.KeepaliveMinTime)
+	setDur(&c.KeepaliveTime, d.KeepaliveTime)
+	setDur(&c.KeepaliveTimeout, d.KeepaliveTimeout)
+	setDur(&c.MaxConnectionIdle, d.MaxConnectionIdle)
 	if c.DefaultReadLimit > c.MaxReadLimit {
 		c.DefaultReadLimit = c.MaxReadLimit
 	}
@@ -144,13 +207,25 @@ func (c Config) messageLimit() int {
 	return 2*max(c.MaxRequestBytes, c.MaxResponseBytes) + 1<<20
 }
 
-// ServerOptions returns the grpc.ServerOptions the service needs: a receive limit comfortably
+// ServerOptions returns the grpc.ServerOptions the service needs: the connection limits of cfg
+// (concurrent streams, header size, keepalive enforcement, idle and age limits), a receive limit comfortably
 // above cfg.MaxRequestBytes, so that an oversized request reaches the service and fails with
-// RESOURCE_EXHAUSTED and a LimitExceeded detail instead of gRPC's untyped error. Pass them to
+// RESOURCE_EXHAUSTED and a LimitExceeded detail instead of gRPC's untyped error, and the codec
+// that lets the service decode its own requests (decode.go). Pass them to
 // grpc.NewServer along with any of your own (TLS credentials, interceptors).
 func ServerOptions(cfg Config) []grpc.ServerOption {
+	cfg = cfg.withLimits()
 	n := cfg.messageLimit()
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(n), grpc.MaxSendMsgSize(n)}
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(n), grpc.MaxSendMsgSize(n), grpc.ForceServerCodecV2(newServerCodec()),
+		grpc.MaxConcurrentStreams(uint32(cfg.MaxConcurrentStreams)),
+		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderListBytes)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: cfg.MaxConnectionIdle, MaxConnectionAge: cfg.MaxConnectionAge,
+			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace, Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout,
+		}),
+	}
 }
 
 // DefaultDialer returns the Dialer used when Config.Dialer is nil: a lazily connecting

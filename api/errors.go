@@ -69,6 +69,15 @@ const (
 	ReasonNothingToSnapshot = "NOTHING_TO_SNAPSHOT"
 	// ReasonUnimplemented: UNIMPLEMENTED; the node does not offer this operation.
 	ReasonUnimplemented = "UNIMPLEMENTED"
+	// ReasonUnauthenticated: UNAUTHENTICATED; no credentials, or unknown or revoked ones.
+	ReasonUnauthenticated = "UNAUTHENTICATED"
+	// ReasonPermissionDenied: PERMISSION_DENIED; the caller's role or stream prefixes do not
+	// allow the call.
+	ReasonPermissionDenied = "PERMISSION_DENIED"
+	// ReasonTokenNotFound: NOT_FOUND; a revoke named a token that does not exist.
+	ReasonTokenNotFound = "TOKEN_NOT_FOUND"
+	// ReasonTokenExists: ALREADY_EXISTS; a new token's id or secret collided with a live one.
+	ReasonTokenExists = "TOKEN_EXISTS"
 	// ReasonInternal: INTERNAL; anything else (logged with the underlying error).
 	ReasonInternal = "INTERNAL"
 )
@@ -78,7 +87,8 @@ var allReasons = []string{
 	ReasonInvalidArgument, ReasonLimitExceeded, ReasonWrongExpectedRevision, ReasonStreamTombstoned,
 	ReasonStreamNotFound, ReasonEventIDConflict, ReasonInvalidCommand, ReasonNotLeader, ReasonNoLeader,
 	ReasonOutcomeUnknown, ReasonNotCaughtUp, ReasonTooStale, ReasonShuttingDown, ReasonForwardFailed,
-	ReasonDeadlineExceeded, ReasonCanceled, ReasonServerNotFound, ReasonNothingToSnapshot, ReasonUnimplemented, ReasonInternal,
+	ReasonDeadlineExceeded, ReasonCanceled, ReasonServerNotFound, ReasonNothingToSnapshot, ReasonUnimplemented,
+	ReasonUnauthenticated, ReasonPermissionDenied, ReasonTokenNotFound, ReasonTokenExists, ReasonInternal,
 }
 
 // streamError attaches the stream a read was about to an error from the store, so the mapping
@@ -162,7 +172,15 @@ func statusFromError(err error) *status.Status {
 		return newStatus(codes.NotFound, ReasonServerNotFound, err.Error(), nil)
 	case errors.Is(err, cluster.ErrNothingToSnapshot):
 		return newStatus(codes.FailedPrecondition, ReasonNothingToSnapshot, err.Error(), nil)
-	case errors.Is(err, errNoAdmin):
+	case errors.Is(err, ErrUnauthenticated):
+		return newStatus(codes.Unauthenticated, ReasonUnauthenticated, err.Error(), nil)
+	case errors.Is(err, ErrPermissionDenied):
+		return newStatus(codes.PermissionDenied, ReasonPermissionDenied, err.Error(), nil)
+	case errors.Is(err, fsm.ErrTokenNotFound):
+		return newStatus(codes.NotFound, ReasonTokenNotFound, err.Error(), nil)
+	case errors.Is(err, fsm.ErrTokenExists):
+		return newStatus(codes.AlreadyExists, ReasonTokenExists, err.Error(), nil)
+	case errors.Is(err, errNoAdmin), errors.Is(err, errNoTokens):
 		return newStatus(codes.Unimplemented, ReasonUnimplemented, err.Error(), nil)
 	case errors.Is(err, cluster.ErrShutdown), errors.Is(err, fsm.ErrClosed):
 		return newStatus(codes.Unavailable, ReasonShuttingDown, err.Error(), nil)

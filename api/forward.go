@@ -144,6 +144,12 @@ func forwardConn[T proto.Message](ctx context.Context, s *Service, op, addr stri
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ForwardTimeout)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, ForwardedMetadataKey, s.node.ID())
+	// The leader authenticates and authorises the forwarded call itself, with the caller's token.
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		for _, v := range md.Get("authorization") {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", v)
+		}
+	}
 	s.stats.forwarded.Add(1)
 	var (
 		lastErr   error

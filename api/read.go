@@ -267,7 +267,7 @@ func (s *Service) readAll(ctx context.Context, p readParams) (scanResult, uint64
 			return store.ReadAll(from, p.dir, n)
 		},
 		key:    func(r *fsm.RecordedEvent) uint64 { return r.Position },
-		match:  visibleMatch(store.Hidden(time.Now().UnixNano()), p.filter),
+		match:  restrictToReadable(ctx, visibleMatch(store.Hidden(time.Now().UnixNano()), p.filter)),
 		beyond: p.asOf.beyondFunc(),
 	})
 	if err != nil {

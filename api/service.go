@@ -26,6 +26,7 @@ import (
 type Service struct {
 	cairnpb.UnimplementedEventsServer
 	cairnpb.UnimplementedClusterServer
+	cairnpb.UnimplementedAuthServer
 
 	node   Node
 	cfg    Config
@@ -34,11 +35,18 @@ type Service struct {
 	pool   *connPool
 	stats  *counters
 	subs   subscriptions // running subscriptions: drain switch and counters (subscribe.go)
+	// connSubs counts subscriptions per client connection (Config.MaxSubscriptionsPerConn).
+	connSubs connSubscriptions
+	// auth authenticates calls when cfg.Auth.Enabled (auth.go).
+	auth Authenticator
+	// denyLog rate-limits the log lines of refused calls (auth.go).
+	denyLog logLimiter
 }
 
 var (
 	_ cairnpb.EventsServer  = (*Service)(nil)
 	_ cairnpb.ClusterServer = (*Service)(nil)
+	_ cairnpb.AuthServer    = (*Service)(nil)
 )
 
 // NewService returns a Service over node. Zero fields of cfg take their defaults (see
@@ -56,6 +64,10 @@ func NewService(node Node, cfg Config, logger *slog.Logger) *Service {
 		pool:   newConnPool(cfg.Dialer),
 		stats:  newCounters(),
 	}
+	s.auth = cfg.Auth.Authenticator
+	if s.auth == nil {
+		s.auth = TokenAuthenticator{Store: nodeTokens{node}, Bootstrap: cfg.Auth.BootstrapToken}
+	}
 	s.SetServing(true)
 	return s
 }
@@ -63,12 +75,18 @@ func NewService(node Node, cfg Config, logger *slog.Logger) *Service {
 // Config returns the effective configuration, defaults filled in.
 func (s *Service) Config() Config { return s.cfg }
 
-// Register registers on srv the Events and Cluster services, the standard gRPC health service
-// (grpc.health.v1.Health) and server reflection, so that grpcurl works without proto files. srv
-// should be built with ServerOptions(cfg).
+// Register registers on srv the Events, Cluster and Auth services, the standard gRPC health
+// service (grpc.health.v1.Health) and server reflection, so that grpcurl works without proto
+// files. srv should be built with s.ServerOptions(): the limits, the codec that hands the Cairn
+// handlers their requests' raw bytes (without it, malformed wire data is gRPC's INTERNAL) and the
+// auth interceptors (without them, with auth enabled, every Cairn call is refused).
 func (s *Service) Register(srv *grpc.Server) {
-	cairnpb.RegisterEventsServer(srv, s)
-	cairnpb.RegisterClusterServer(srv, s)
+	// The Cairn handlers decode their own requests (decode.go), so that a request that does not
+	// decode is INVALID_ARGUMENT, not gRPC's bare INTERNAL, and fail closed without the auth
+	// interceptor (auth.go).
+	srv.RegisterService(s.decodingDesc(&cairnpb.Events_ServiceDesc), s)
+	srv.RegisterService(s.decodingDesc(&cairnpb.Cluster_ServiceDesc), s)
+	srv.RegisterService(s.decodingDesc(&cairnpb.Auth_ServiceDesc), s)
 	healthpb.RegisterHealthServer(srv, s.health)
 	reflection.Register(srv)
 }

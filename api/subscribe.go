@@ -262,6 +262,11 @@ func (s *Service) Subscribe(req *cairnpb.SubscribeRequest, stream grpc.ServerStr
 	if err != nil {
 		return s.fail(ctx, op, err)
 	}
+	release, err := s.connSubs.acquire(ctx, s.cfg.MaxSubscriptionsPerConn)
+	if err != nil {
+		return s.fail(ctx, op, err)
+	}
+	defer release()
 	drain, ok := s.subs.register()
 	if !ok {
 		s.subs.withError.Add(1)
@@ -280,6 +285,8 @@ func (s *Service) Subscribe(req *cairnpb.SubscribeRequest, stream grpc.ServerStr
 	if !p.filter.empty() {
 		sub.match = p.filter.match
 	}
+	sub.match = restrictToReadable(ctx, sub.match)
+	sub.canRead = readable(ctx)
 	err = sub.run(ctx)
 	if ctx.Err() != nil {
 		// The client went away or cancelled: the normal end of a subscription.
@@ -341,6 +348,9 @@ type subscription struct {
 	nodeID string
 	drain  <-chan struct{}
 	match  func(*fsm.RecordedEvent) bool // nil matches everything
+	// canRead, if set, is the caller's read permission: $all subscriptions skip (do not refuse)
+	// records of streams the caller may not read. Nil means every stream.
+	canRead func(stream string) bool
 
 	next       uint64 // $all: next position to scan; stream: next revision to read
 	scanned    uint64 // every position <= scanned has been scanned (the checkpoint)
@@ -673,6 +683,10 @@ func (sub *subscription) stepAll(w fsm.Watermark) (bool, uint64, error) {
 	// Hiding is evaluated per page, with the lifecycle state of now: a limit committed while the
 	// subscription runs applies from the next page on.
 	match := visibleMatch(sub.store.Hidden(time.Now().UnixNano()), sub.p.filter)
+	if can := sub.canRead; can != nil {
+		visible := match
+		match = func(r *fsm.RecordedEvent) bool { return can(r.Stream) && visible(r) }
+	}
 	if sub.caughtUp {
 		// Live: the records every live subscriber needs next are read and converted once.
 		recs, ok, err := sub.s.subs.tail.read(sub.store, sub.next, w.LastPosition, tailFillPage)

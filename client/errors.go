@@ -53,6 +53,12 @@ var (
 	// ErrServerNotFound: an operator call named a server that is not in the raft configuration
 	// (NOT_FOUND).
 	ErrServerNotFound = errors.New("cairn: server not in the cluster")
+	// ErrUnauthenticated: the call had no token, or one the cluster does not know
+	// (UNAUTHENTICATED); see WithToken.
+	ErrUnauthenticated = errors.New("cairn: unauthenticated")
+	// ErrPermissionDenied: the token's role or stream prefixes do not allow the call
+	// (PERMISSION_DENIED).
+	ErrPermissionDenied = errors.New("cairn: permission denied")
 )
 
 // Reasons of the ErrorInfo detail (domain "cairn.dev") that a Cairn node attaches to every
@@ -133,6 +139,10 @@ func (e *StatusError) Is(target error) bool {
 		return e.Code == codes.NotFound && e.Reason != reasonServerNotFound
 	case ErrServerNotFound:
 		return e.Code == codes.NotFound && e.Reason == reasonServerNotFound
+	case ErrUnauthenticated:
+		return e.Code == codes.Unauthenticated
+	case ErrPermissionDenied:
+		return e.Code == codes.PermissionDenied
 	case ErrUnavailable:
 		return e.Code == codes.Unavailable
 	case ErrNotLeader:

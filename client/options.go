@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"time"
 
 	"google.golang.org/grpc"
@@ -61,6 +62,26 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 func WithTransportCredentials(creds credentials.TransportCredentials) Option {
 	return func(c *config) { c.creds = creds }
 }
+
+// WithToken authenticates every call with a bearer token (`authorization: Bearer <token>`), as
+// a cluster running with --auth requires. The token is sent on plaintext connections too (a dev
+// cluster without TLS); use WithTransportCredentials with TLS wherever the network is not trusted.
+func WithToken(token string) Option {
+	return func(c *config) {
+		c.dialOpts = append(c.dialOpts, grpc.WithPerRPCCredentials(bearerToken(token)))
+	}
+}
+
+// bearerToken is a credentials.PerRPCCredentials sending a bearer token.
+type bearerToken string
+
+// GetRequestMetadata returns the authorization metadata.
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+// RequireTransportSecurity is false so that dev clusters without TLS work; see WithToken.
+func (bearerToken) RequireTransportSecurity() bool { return false }
 
 // WithMaxAttempts bounds the attempts of each call, the first included (default
 // DefaultMaxAttempts). n < 1 means 1: no retries.

@@ -184,6 +184,7 @@ type index struct {
 	streamIDs map[string]uint32
 	streams   []streamState
 	dedupe    *dedupeIndex
+	auth      *tokenTable // tokens, from the KindAuth records of AuthStream (auth.go)
 	lastPos   uint64
 	lastIndex uint64
 	lastTs    int64
@@ -196,7 +197,7 @@ type index struct {
 }
 
 func newIndex(h DedupeHorizon) *index {
-	return &index{streamIDs: make(map[string]uint32), dedupe: newDedupeIndex(h)}
+	return &index{streamIDs: make(map[string]uint32), dedupe: newDedupeIndex(h), auth: newTokenTable()}
 }
 
 // add indexes one record, in position order. It is the single place that defines how a record
@@ -215,6 +216,9 @@ func (st *index) add(r *segment.Record) {
 		st.dedupe.add(r.ID, r.Position, r.Timestamp)
 	case KindTombstone, KindSoftDelete, KindMetadata:
 		st.addLifecycle(s, r)
+	case KindAuth:
+		s.positions = append(s.positions, r.Position)
+		st.auth.add(r)
 	}
 	st.lastPos, st.lastIndex, st.lastTs = r.Position, r.Index, r.Timestamp
 	st.dedupe.evict(st.lastTs)
@@ -378,6 +382,8 @@ func (f *FSM) applyCommand(l *raft.Log, firstPending uint64) interface{} {
 			results[i] = a.setMetadata(k.SetMetadata)
 		case *fsmpb.Request_SoftDelete:
 			results[i] = a.softDelete(k.SoftDelete)
+		case *fsmpb.Request_Auth:
+			results[i] = a.auth(k.Auth)
 		default:
 			results[i] = Result{Err: invalidf("entry %d request %d: unknown request kind", l.Index, i)}
 		}

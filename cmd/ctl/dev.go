@@ -225,7 +225,7 @@ func (a *app) waitDevLeader(ctx context.Context, nodes []*devNode, timeout time.
 	for i, n := range nodes {
 		addrs[i] = n.grpc
 	}
-	c, err := client.New(addrs, client.WithLeaderRouting(false))
+	c, err := client.New(addrs, append(a.clientOptions(), client.WithLeaderRouting(false))...)
 	if err != nil {
 		return "", err
 	}

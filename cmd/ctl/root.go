@@ -50,6 +50,7 @@ type app struct {
 	addr    string
 	json    bool
 	timeout time.Duration
+	token   string // --token; CAIRN_TOKEN when empty (read at use, so help never shows it)
 	// ran is set once a command's own code starts: an error before that is cobra's (unknown
 	// command, bad flag, missing argument), i.e. a usage error.
 	ran bool
@@ -138,6 +139,7 @@ forwarded to the leader. Output is a table for people by default, JSON with --js
 	pf.StringVar(&a.addr, "addr", addrDefault, "comma-separated gRPC addresses of cluster nodes (env CAIRN_ADDR)")
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON instead of tables")
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "bound on the whole command, retries included")
+	pf.StringVar(&a.token, "token", "", "bearer token for a cluster running with --auth (env CAIRN_TOKEN, preferred: flags show in ps)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
 
 	root.AddCommand(
@@ -153,6 +155,7 @@ forwarded to the leader. Output is a table for people by default, JSON with --js
 	)
 	root.AddCommand(newAdminCommands(a)...)
 	root.AddCommand(newStreamCommand(a))
+	root.AddCommand(newTokenCommand(a))
 	return root
 }
 
@@ -190,11 +193,23 @@ func (a *app) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(addrs)
+	c, err := client.New(addrs, a.clientOptions()...)
 	if err != nil {
 		return nil, usagef("%w", err)
 	}
 	return c, nil
+}
+
+// clientOptions are the client options every command uses: the bearer token, if any.
+func (a *app) clientOptions() []client.Option {
+	tok := a.token
+	if tok == "" {
+		tok = strings.TrimSpace(a.getenv("CAIRN_TOKEN"))
+	}
+	if tok == "" {
+		return nil
+	}
+	return []client.Option{client.WithToken(tok)}
 }
 
 // printJSON writes v as indented JSON.

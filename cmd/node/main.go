@@ -68,6 +68,10 @@ type options struct {
 	maxEventBytes, maxRequestBytes   int
 	maxEventsPerAppend, maxReadLimit int
 	shutdownTimeout                  time.Duration
+	limits                           api.Config // connection and name limits (limitFlags)
+	auth                             bool
+	bootstrapToken                   string
+	bootstrapTokenFile               string
 	metricsBind                      string
 	pprof                            bool
 }
@@ -104,6 +108,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.metricsBind, "metrics-bind", "", "HTTP listen address of /metrics, /healthz and /readyz (empty: off)")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve /debug/pprof/ on the metrics address")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	limitFlags(fs, &o.limits)
+	fs.BoolVar(&o.auth, "auth", false, "require a bearer token with a role on every call (off: dev mode, anyone may do anything)")
+	fs.StringVar(&o.bootstrapTokenFile, "bootstrap-token-file", "", "file holding an admin token that works without being created (same on every node), to create the first tokens")
+	fs.StringVar(&o.bootstrapToken, "bootstrap-token", "", "the bootstrap admin token itself; prefer CAIRN_BOOTSTRAP_TOKEN or --bootstrap-token-file (flags show in ps)")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -184,9 +192,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	base := log // the cluster adds its own node attribute
 	log = log.With("node", o.nodeID)
-	log.Warn("SECURITY: running without TLS or authentication (dev mode); every channel is plaintext and open to anyone who can reach it")
-
-	apiCfg := api.DefaultConfig()
+	apiCfg := o.limits
+	if apiCfg.Auth, err = authConfig(o); err != nil {
+		return err
+	}
+	if o.auth {
+		log.Info("authentication on: every call needs a bearer token", "bootstrap_token", apiCfg.Auth.BootstrapToken != "")
+		log.Warn("SECURITY: running without TLS; bearer tokens travel in plaintext")
+	} else {
+		log.Warn("SECURITY: running without TLS or authentication (dev mode); every channel is plaintext and open to anyone who can reach it")
+	}
 	apiCfg.MaxEventBytes, apiCfg.MaxRequestBytes = o.maxEventBytes, o.maxRequestBytes
 	apiCfg.MaxEventsPerAppend, apiCfg.MaxReadLimit = o.maxEventsPerAppend, o.maxReadLimit
 
@@ -219,7 +234,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	svc := api.NewService(apiNode{node}, apiCfg, log)
-	srv := grpc.NewServer(append(api.ServerOptions(svc.Config()),
+	srv := grpc.NewServer(append(svc.ServerOptions(),
 		grpc.ChainUnaryInterceptor(m.unary), grpc.ChainStreamInterceptor(m.stream))...)
 	svc.Register(srv)
 

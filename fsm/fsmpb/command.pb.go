@@ -85,7 +85,7 @@ func (x ExpectedRevision_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExpectedRevision_Kind.Descriptor instead.
 func (ExpectedRevision_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{4, 0}
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{7, 0}
 }
 
 // Command is one raft log entry: a batch of independent requests, packed together by the leader's
@@ -163,6 +163,7 @@ type Request struct {
 	//	*Request_Tombstone
 	//	*Request_SetMetadata
 	//	*Request_SoftDelete
+	//	*Request_Auth
 	Kind          isRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -241,6 +242,15 @@ func (x *Request) GetSoftDelete() *SoftDeleteRequest {
 	return nil
 }
 
+func (x *Request) GetAuth() *AuthRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_Auth); ok {
+			return x.Auth
+		}
+	}
+	return nil
+}
+
 type isRequest_Kind interface {
 	isRequest_Kind()
 }
@@ -261,6 +271,11 @@ type Request_SoftDelete struct {
 	SoftDelete *SoftDeleteRequest `protobuf:"bytes,4,opt,name=soft_delete,json=softDelete,proto3,oneof"`
 }
 
+type Request_Auth struct {
+	// Field 5 is compaction; 6-9 are reserved; auth is 10 (tokens, fsm/auth.go).
+	Auth *AuthRequest `protobuf:"bytes,10,opt,name=auth,proto3,oneof"`
+}
+
 func (*Request_Append) isRequest_Kind() {}
 
 func (*Request_Tombstone) isRequest_Kind() {}
@@ -268,6 +283,220 @@ func (*Request_Tombstone) isRequest_Kind() {}
 func (*Request_SetMetadata) isRequest_Kind() {}
 
 func (*Request_SoftDelete) isRequest_Kind() {}
+
+func (*Request_Auth) isRequest_Kind() {}
+
+// AuthRequest changes the replicated token table. Each is stored as a system record in the
+// reserved stream `$auth`, so the table is rebuilt from the records at boot and after a
+// snapshot install.
+type AuthRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*AuthRequest_CreateToken
+	//	*AuthRequest_RevokeToken
+	Op            isAuthRequest_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthRequest) Reset() {
+	*x = AuthRequest{}
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthRequest) ProtoMessage() {}
+
+func (x *AuthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthRequest.ProtoReflect.Descriptor instead.
+func (*AuthRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AuthRequest) GetOp() isAuthRequest_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *AuthRequest) GetCreateToken() *CreateToken {
+	if x != nil {
+		if x, ok := x.Op.(*AuthRequest_CreateToken); ok {
+			return x.CreateToken
+		}
+	}
+	return nil
+}
+
+func (x *AuthRequest) GetRevokeToken() *RevokeToken {
+	if x != nil {
+		if x, ok := x.Op.(*AuthRequest_RevokeToken); ok {
+			return x.RevokeToken
+		}
+	}
+	return nil
+}
+
+type isAuthRequest_Op interface {
+	isAuthRequest_Op()
+}
+
+type AuthRequest_CreateToken struct {
+	CreateToken *CreateToken `protobuf:"bytes,1,opt,name=create_token,json=createToken,proto3,oneof"`
+}
+
+type AuthRequest_RevokeToken struct {
+	RevokeToken *RevokeToken `protobuf:"bytes,2,opt,name=revoke_token,json=revokeToken,proto3,oneof"`
+}
+
+func (*AuthRequest_CreateToken) isAuthRequest_Op() {}
+
+func (*AuthRequest_RevokeToken) isAuthRequest_Op() {}
+
+// CreateToken adds a bearer token. Only the SHA-256 of its secret is stored.
+type CreateToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 16 random bytes chosen by the api before proposing: the token's public id.
+	Id []byte `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// SHA-256 of the token's secret.
+	SecretSha256 []byte `protobuf:"bytes,2,opt,name=secret_sha256,json=secretSha256,proto3" json:"secret_sha256,omitempty"`
+	// "admin", "writer" or "reader".
+	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	// Stream-name prefixes the token is limited to; empty means every stream.
+	Prefixes []string `protobuf:"bytes,4,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	// A human-readable label.
+	Name          string `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateToken) Reset() {
+	*x = CreateToken{}
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateToken) ProtoMessage() {}
+
+func (x *CreateToken) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateToken.ProtoReflect.Descriptor instead.
+func (*CreateToken) Descriptor() ([]byte, []int) {
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CreateToken) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *CreateToken) GetSecretSha256() []byte {
+	if x != nil {
+		return x.SecretSha256
+	}
+	return nil
+}
+
+func (x *CreateToken) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *CreateToken) GetPrefixes() []string {
+	if x != nil {
+		return x.Prefixes
+	}
+	return nil
+}
+
+func (x *CreateToken) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RevokeToken removes a token by id.
+type RevokeToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            []byte                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeToken) Reset() {
+	*x = RevokeToken{}
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeToken) ProtoMessage() {}
+
+func (x *RevokeToken) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeToken.ProtoReflect.Descriptor instead.
+func (*RevokeToken) Descriptor() ([]byte, []int) {
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RevokeToken) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
 
 // AppendRequest is an Append (one part) or an AppendMulti (several parts): all events of all parts
 // are written, or none.
@@ -280,7 +509,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[2]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -292,7 +521,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[2]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -305,7 +534,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AppendRequest) GetParts() []*StreamAppend {
@@ -328,7 +557,7 @@ type StreamAppend struct {
 
 func (x *StreamAppend) Reset() {
 	*x = StreamAppend{}
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[3]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +569,7 @@ func (x *StreamAppend) String() string {
 func (*StreamAppend) ProtoMessage() {}
 
 func (x *StreamAppend) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[3]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +582,7 @@ func (x *StreamAppend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAppend.ProtoReflect.Descriptor instead.
 func (*StreamAppend) Descriptor() ([]byte, []int) {
-	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StreamAppend) GetStream() string {
@@ -389,7 +618,7 @@ type ExpectedRevision struct {
 
 func (x *ExpectedRevision) Reset() {
 	*x = ExpectedRevision{}
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[4]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +630,7 @@ func (x *ExpectedRevision) String() string {
 func (*ExpectedRevision) ProtoMessage() {}
 
 func (x *ExpectedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[4]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +643,7 @@ func (x *ExpectedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpectedRevision.ProtoReflect.Descriptor instead.
 func (*ExpectedRevision) Descriptor() ([]byte, []int) {
-	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExpectedRevision) GetKind() ExpectedRevision_Kind {
@@ -447,7 +676,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[5]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +688,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[5]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +701,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Event) GetId() []byte {
@@ -528,7 +757,7 @@ type TombstoneRequest struct {
 
 func (x *TombstoneRequest) Reset() {
 	*x = TombstoneRequest{}
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[6]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +769,7 @@ func (x *TombstoneRequest) String() string {
 func (*TombstoneRequest) ProtoMessage() {}
 
 func (x *TombstoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[6]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +782,7 @@ func (x *TombstoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TombstoneRequest.ProtoReflect.Descriptor instead.
 func (*TombstoneRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TombstoneRequest) GetStream() string {
@@ -585,7 +814,7 @@ type SetMetadataRequest struct {
 
 func (x *SetMetadataRequest) Reset() {
 	*x = SetMetadataRequest{}
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[7]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +826,7 @@ func (x *SetMetadataRequest) String() string {
 func (*SetMetadataRequest) ProtoMessage() {}
 
 func (x *SetMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[7]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +839,7 @@ func (x *SetMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMetadataRequest.ProtoReflect.Descriptor instead.
 func (*SetMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetMetadataRequest) GetStream() string {
@@ -652,7 +881,7 @@ type StreamMetadata struct {
 
 func (x *StreamMetadata) Reset() {
 	*x = StreamMetadata{}
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[8]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +893,7 @@ func (x *StreamMetadata) String() string {
 func (*StreamMetadata) ProtoMessage() {}
 
 func (x *StreamMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[8]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +906,7 @@ func (x *StreamMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamMetadata.ProtoReflect.Descriptor instead.
 func (*StreamMetadata) Descriptor() ([]byte, []int) {
-	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StreamMetadata) GetMaxCount() uint64 {
@@ -719,7 +948,7 @@ type UserKey struct {
 
 func (x *UserKey) Reset() {
 	*x = UserKey{}
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[9]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +960,7 @@ func (x *UserKey) String() string {
 func (*UserKey) ProtoMessage() {}
 
 func (x *UserKey) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[9]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +973,7 @@ func (x *UserKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserKey.ProtoReflect.Descriptor instead.
 func (*UserKey) Descriptor() ([]byte, []int) {
-	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UserKey) GetKey() string {
@@ -773,7 +1002,7 @@ type SoftDeleteRequest struct {
 
 func (x *SoftDeleteRequest) Reset() {
 	*x = SoftDeleteRequest{}
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[10]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +1014,7 @@ func (x *SoftDeleteRequest) String() string {
 func (*SoftDeleteRequest) ProtoMessage() {}
 
 func (x *SoftDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_fsm_v1_command_proto_msgTypes[10]
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +1027,7 @@ func (x *SoftDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SoftDeleteRequest.ProtoReflect.Descriptor instead.
 func (*SoftDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SoftDeleteRequest) GetStream() string {
@@ -823,14 +1052,28 @@ const file_cairn_fsm_v1_command_proto_rawDesc = "" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12.\n" +
 	"\x13timestamp_unix_nano\x18\x02 \x01(\x03R\x11timestampUnixNano\x121\n" +
-	"\brequests\x18\x03 \x03(\v2\x15.cairn.fsm.v1.RequestR\brequests\"\x93\x02\n" +
+	"\brequests\x18\x03 \x03(\v2\x15.cairn.fsm.v1.RequestR\brequests\"\xc4\x02\n" +
 	"\aRequest\x125\n" +
 	"\x06append\x18\x01 \x01(\v2\x1b.cairn.fsm.v1.AppendRequestH\x00R\x06append\x12>\n" +
 	"\ttombstone\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.TombstoneRequestH\x00R\ttombstone\x12E\n" +
 	"\fset_metadata\x18\x03 \x01(\v2 .cairn.fsm.v1.SetMetadataRequestH\x00R\vsetMetadata\x12B\n" +
 	"\vsoft_delete\x18\x04 \x01(\v2\x1f.cairn.fsm.v1.SoftDeleteRequestH\x00R\n" +
-	"softDeleteB\x06\n" +
-	"\x04kind\"A\n" +
+	"softDelete\x12/\n" +
+	"\x04auth\x18\n" +
+	" \x01(\v2\x19.cairn.fsm.v1.AuthRequestH\x00R\x04authB\x06\n" +
+	"\x04kind\"\x93\x01\n" +
+	"\vAuthRequest\x12>\n" +
+	"\fcreate_token\x18\x01 \x01(\v2\x19.cairn.fsm.v1.CreateTokenH\x00R\vcreateToken\x12>\n" +
+	"\frevoke_token\x18\x02 \x01(\v2\x19.cairn.fsm.v1.RevokeTokenH\x00R\vrevokeTokenB\x04\n" +
+	"\x02op\"\x86\x01\n" +
+	"\vCreateToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\fR\x02id\x12#\n" +
+	"\rsecret_sha256\x18\x02 \x01(\fR\fsecretSha256\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x1a\n" +
+	"\bprefixes\x18\x04 \x03(\tR\bprefixes\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\"\x1d\n" +
+	"\vRevokeToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\fR\x02id\"A\n" +
 	"\rAppendRequest\x120\n" +
 	"\x05parts\x18\x01 \x03(\v2\x1a.cairn.fsm.v1.StreamAppendR\x05parts\"\x8f\x01\n" +
 	"\fStreamAppend\x12\x16\n" +
@@ -889,41 +1132,47 @@ func file_cairn_fsm_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_fsm_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cairn_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_cairn_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_cairn_fsm_v1_command_proto_goTypes = []any{
 	(ExpectedRevision_Kind)(0), // 0: cairn.fsm.v1.ExpectedRevision.Kind
 	(*Command)(nil),            // 1: cairn.fsm.v1.Command
 	(*Request)(nil),            // 2: cairn.fsm.v1.Request
-	(*AppendRequest)(nil),      // 3: cairn.fsm.v1.AppendRequest
-	(*StreamAppend)(nil),       // 4: cairn.fsm.v1.StreamAppend
-	(*ExpectedRevision)(nil),   // 5: cairn.fsm.v1.ExpectedRevision
-	(*Event)(nil),              // 6: cairn.fsm.v1.Event
-	(*TombstoneRequest)(nil),   // 7: cairn.fsm.v1.TombstoneRequest
-	(*SetMetadataRequest)(nil), // 8: cairn.fsm.v1.SetMetadataRequest
-	(*StreamMetadata)(nil),     // 9: cairn.fsm.v1.StreamMetadata
-	(*UserKey)(nil),            // 10: cairn.fsm.v1.UserKey
-	(*SoftDeleteRequest)(nil),  // 11: cairn.fsm.v1.SoftDeleteRequest
+	(*AuthRequest)(nil),        // 3: cairn.fsm.v1.AuthRequest
+	(*CreateToken)(nil),        // 4: cairn.fsm.v1.CreateToken
+	(*RevokeToken)(nil),        // 5: cairn.fsm.v1.RevokeToken
+	(*AppendRequest)(nil),      // 6: cairn.fsm.v1.AppendRequest
+	(*StreamAppend)(nil),       // 7: cairn.fsm.v1.StreamAppend
+	(*ExpectedRevision)(nil),   // 8: cairn.fsm.v1.ExpectedRevision
+	(*Event)(nil),              // 9: cairn.fsm.v1.Event
+	(*TombstoneRequest)(nil),   // 10: cairn.fsm.v1.TombstoneRequest
+	(*SetMetadataRequest)(nil), // 11: cairn.fsm.v1.SetMetadataRequest
+	(*StreamMetadata)(nil),     // 12: cairn.fsm.v1.StreamMetadata
+	(*UserKey)(nil),            // 13: cairn.fsm.v1.UserKey
+	(*SoftDeleteRequest)(nil),  // 14: cairn.fsm.v1.SoftDeleteRequest
 }
 var file_cairn_fsm_v1_command_proto_depIdxs = []int32{
 	2,  // 0: cairn.fsm.v1.Command.requests:type_name -> cairn.fsm.v1.Request
-	3,  // 1: cairn.fsm.v1.Request.append:type_name -> cairn.fsm.v1.AppendRequest
-	7,  // 2: cairn.fsm.v1.Request.tombstone:type_name -> cairn.fsm.v1.TombstoneRequest
-	8,  // 3: cairn.fsm.v1.Request.set_metadata:type_name -> cairn.fsm.v1.SetMetadataRequest
-	11, // 4: cairn.fsm.v1.Request.soft_delete:type_name -> cairn.fsm.v1.SoftDeleteRequest
-	4,  // 5: cairn.fsm.v1.AppendRequest.parts:type_name -> cairn.fsm.v1.StreamAppend
-	5,  // 6: cairn.fsm.v1.StreamAppend.expected:type_name -> cairn.fsm.v1.ExpectedRevision
-	6,  // 7: cairn.fsm.v1.StreamAppend.events:type_name -> cairn.fsm.v1.Event
-	0,  // 8: cairn.fsm.v1.ExpectedRevision.kind:type_name -> cairn.fsm.v1.ExpectedRevision.Kind
-	5,  // 9: cairn.fsm.v1.TombstoneRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
-	5,  // 10: cairn.fsm.v1.SetMetadataRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
-	9,  // 11: cairn.fsm.v1.SetMetadataRequest.metadata:type_name -> cairn.fsm.v1.StreamMetadata
-	10, // 12: cairn.fsm.v1.StreamMetadata.user:type_name -> cairn.fsm.v1.UserKey
-	5,  // 13: cairn.fsm.v1.SoftDeleteRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	6,  // 1: cairn.fsm.v1.Request.append:type_name -> cairn.fsm.v1.AppendRequest
+	10, // 2: cairn.fsm.v1.Request.tombstone:type_name -> cairn.fsm.v1.TombstoneRequest
+	11, // 3: cairn.fsm.v1.Request.set_metadata:type_name -> cairn.fsm.v1.SetMetadataRequest
+	14, // 4: cairn.fsm.v1.Request.soft_delete:type_name -> cairn.fsm.v1.SoftDeleteRequest
+	3,  // 5: cairn.fsm.v1.Request.auth:type_name -> cairn.fsm.v1.AuthRequest
+	4,  // 6: cairn.fsm.v1.AuthRequest.create_token:type_name -> cairn.fsm.v1.CreateToken
+	5,  // 7: cairn.fsm.v1.AuthRequest.revoke_token:type_name -> cairn.fsm.v1.RevokeToken
+	7,  // 8: cairn.fsm.v1.AppendRequest.parts:type_name -> cairn.fsm.v1.StreamAppend
+	8,  // 9: cairn.fsm.v1.StreamAppend.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	9,  // 10: cairn.fsm.v1.StreamAppend.events:type_name -> cairn.fsm.v1.Event
+	0,  // 11: cairn.fsm.v1.ExpectedRevision.kind:type_name -> cairn.fsm.v1.ExpectedRevision.Kind
+	8,  // 12: cairn.fsm.v1.TombstoneRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	8,  // 13: cairn.fsm.v1.SetMetadataRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	12, // 14: cairn.fsm.v1.SetMetadataRequest.metadata:type_name -> cairn.fsm.v1.StreamMetadata
+	13, // 15: cairn.fsm.v1.StreamMetadata.user:type_name -> cairn.fsm.v1.UserKey
+	8,  // 16: cairn.fsm.v1.SoftDeleteRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_cairn_fsm_v1_command_proto_init() }
@@ -936,15 +1185,20 @@ func file_cairn_fsm_v1_command_proto_init() {
 		(*Request_Tombstone)(nil),
 		(*Request_SetMetadata)(nil),
 		(*Request_SoftDelete)(nil),
+		(*Request_Auth)(nil),
 	}
-	file_cairn_fsm_v1_command_proto_msgTypes[8].OneofWrappers = []any{}
+	file_cairn_fsm_v1_command_proto_msgTypes[2].OneofWrappers = []any{
+		(*AuthRequest_CreateToken)(nil),
+		(*AuthRequest_RevokeToken)(nil),
+	}
+	file_cairn_fsm_v1_command_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_fsm_v1_command_proto_rawDesc), len(file_cairn_fsm_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -34,7 +34,22 @@ type Options struct {
 	Nodes int
 	// ExtraArgs are appended to every node's command line (e.g. faster raft timeouts).
 	ExtraArgs []string
+	// Token, when set, is sent as a bearer token on every call of the nodes' connections
+	// (Conn, Events, Cluster, Status, WaitLeader): the admin token of a cluster started with
+	// --auth.
+	Token string
 }
+
+// bearer is per-RPC credentials sending a bearer token over a plaintext loopback connection.
+type bearer string
+
+// GetRequestMetadata implements credentials.PerRPCCredentials.
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity implements credentials.PerRPCCredentials: loopback needs no TLS.
+func (bearer) RequireTransportSecurity() bool { return false }
 
 // Node is one cairnd process slot: its addresses and data survive restarts.
 type Node struct {
@@ -43,6 +58,7 @@ type Node struct {
 	DataDir, LogPath           string
 	args                       []string
 	binary                     string
+	token                      string
 
 	paused atomic.Bool
 
@@ -140,7 +156,7 @@ func (c *Cluster) newNode(id string, ports []int, bootstrapExpect int, extra ...
 		return nil, err
 	}
 	n := &Node{
-		ID: id, binary: c.opts.Binary,
+		ID: id, binary: c.opts.Binary, token: c.opts.Token,
 		GRPCAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		RaftAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		Gossip:   fmt.Sprintf("127.0.0.1:%d", ports[2]),
@@ -298,7 +314,11 @@ func (n *Node) Conn() (*grpc.ClientConn, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.conn == nil {
-		cc, err := grpc.NewClient(n.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		if n.token != "" {
+			opts = append(opts, grpc.WithPerRPCCredentials(bearer(n.token)))
+		}
+		cc, err := grpc.NewClient(n.GRPCAddr, opts...)
 		if err != nil {
 			return nil, err
 		}

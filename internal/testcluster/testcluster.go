@@ -115,7 +115,7 @@ func NewWithOptions(t testing.TB, size int, opts Options) *Cluster {
 		}
 		cfg := opts.API
 		svc := api.NewService(apiNode{cn}, cfg, logger)
-		srv := grpc.NewServer(api.ServerOptions(svc.Config())...)
+		srv := grpc.NewServer(svc.ServerOptions()...)
 		svc.Register(srv)
 		n := &Node{Node: cn, Addr: lis.Addr().String(), Service: svc, server: srv, served: make(chan struct{})}
 		go func() {

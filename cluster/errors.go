@@ -25,6 +25,9 @@ var (
 	ErrTooStale = errors.New("staler than the requested max staleness")
 	// ErrShutdown: the node is shutting down.
 	ErrShutdown = errors.New("node shutting down")
+	// ErrGossipPlaintext: the gossip keyring cannot be reloaded because the node started
+	// without a gossip key file (memberlist decides on encryption at start).
+	ErrGossipPlaintext = errors.New("gossip runs without encryption: no key file at start")
 )
 
 // NotLeaderError details ErrNotLeader.

@@ -17,6 +17,12 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+
+	"github.com/cairndb/cairn/api/cairnpb"
+	"github.com/cairndb/cairn/internal/tlsutil"
 )
 
 // memberMeta is what a node gossips about itself (memberlist node meta, ≤ 512 bytes).
@@ -172,6 +178,19 @@ func (n *Node) openGossip() error {
 		}
 		mc.AdvertiseAddr, mc.AdvertisePort = a.IP.String(), a.Port
 	}
+	if n.cfg.GossipKeyFile != "" {
+		primary, keys, err := tlsutil.LoadGossipKeys(n.cfg.GossipKeyFile)
+		if err != nil {
+			return fmt.Errorf("cluster: gossip keyring: %w", err)
+		}
+		if mc.Keyring, err = memberlist.NewKeyring(keys, primary); err != nil {
+			return fmt.Errorf("cluster: gossip keyring: %w", err)
+		}
+		n.keyring = mc.Keyring
+		// Both default to true already; set them so that nobody relaxes them by accident: a
+		// member without the key can neither read our gossip nor inject its own.
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	d := &gossipDelegate{meta: meta, t: n.members, log: n.log}
 	n.delegate, n.metaHasState, n.metaReady = d, has, has
 	mc.Delegate, mc.Events = d, d
@@ -181,6 +200,46 @@ func (n *Node) openGossip() error {
 	}
 	n.gossipAddr = n.gossip.LocalNode().Address()
 	n.log.Info("gossip started", "gossip_addr", n.gossipAddr)
+	return nil
+}
+
+// ReloadGossipKeys re-reads Config.GossipKeyFile and makes memberlist's keyring match it: every
+// key listed is installed, the first becomes primary, keys no longer listed are removed. On error
+// the keyring is left as it was. A node started without a key file cannot start encrypting
+// (memberlist fixes that at start): that is ErrGossipPlaintext.
+func (n *Node) ReloadGossipKeys() error {
+	kr := n.keyring // nil iff started without encryption
+	if n.cfg.GossipKeyFile == "" || kr == nil {
+		return ErrGossipPlaintext
+	}
+	primary, keys, err := tlsutil.LoadGossipKeys(n.cfg.GossipKeyFile)
+	if err != nil {
+		n.log.Error("gossip key reload failed; keeping the current keyring", "error", err)
+		return fmt.Errorf("cluster: reload gossip keys: %w", err)
+	}
+	for _, k := range keys {
+		if err := kr.AddKey(k); err != nil {
+			n.log.Error("gossip key reload failed; keyring may hold the new keys as secondaries", "error", err)
+			return fmt.Errorf("cluster: reload gossip keys: %w", err)
+		}
+	}
+	if err := kr.UseKey(primary); err != nil {
+		n.log.Error("gossip key reload failed: cannot make the first key primary", "error", err)
+		return fmt.Errorf("cluster: reload gossip keys: %w", err)
+	}
+	keep := map[string]bool{}
+	for _, k := range keys {
+		keep[string(k)] = true
+	}
+	for _, k := range kr.GetKeys() {
+		if !keep[string(k)] {
+			if err := kr.RemoveKey(k); err != nil {
+				n.log.Error("gossip key reload: removing an old key failed", "error", err)
+				return fmt.Errorf("cluster: reload gossip keys: %w", err)
+			}
+		}
+	}
+	n.log.Info("gossip keyring reloaded", "keys", len(keys))
 	return nil
 }
 
@@ -374,6 +433,8 @@ func (n *Node) reconcile() {
 			n.log.Warn("not adding a member that holds another cluster's data", "id", m.ID, "its_cluster", m.Cluster,
 				"cluster", n.ClusterID())
 			continue
+		case !ok && n.cfg.TLS != nil && !n.memberAnswersAs(m):
+			continue // logged there; retried at the next reconcile
 		case !ok:
 			// A node re-using an address under a new id replaces the old entry first (rqlite #2778).
 			for _, old := range servers {
@@ -398,6 +459,37 @@ func (n *Node) reconcile() {
 			n.maybePromote(m)
 		}
 	}
+}
+
+// memberAnswersAs reports whether the member answers its gRPC Status over mutual TLS with a
+// node certificate issued for its own id. The handshake proves the certificate chains to this
+// cluster's CA and names this cluster; the name in it must be the id the member gossips. Gossip
+// alone is not enough to enter raft: the gossip key is shared by every node, so anyone holding a
+// copy could announce themselves.
+func (n *Node) memberAnswersAs(m memberMeta) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := n.peers.client(m.GRPCAddr)
+	var p peer.Peer
+	if err == nil {
+		_, err = c.Status(ctx, &cairnpb.StatusRequest{}, grpc.Peer(&p))
+	}
+	if err != nil {
+		n.log.Warn("not adding gossip member: it does not answer over mutual TLS", "id", m.ID, "grpc_addr", m.GRPCAddr, "error", err)
+		return false
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		n.log.Warn("not adding gossip member: no TLS peer certificate", "id", m.ID)
+		return false
+	}
+	id, err := tlsutil.ParseIdentity(info.State.PeerCertificates[0])
+	if err != nil || id.Role != tlsutil.RoleNode || id.Name != m.ID {
+		n.log.Warn("not adding gossip member: its certificate is not issued for its id", "id", m.ID,
+			"certificate", id.String(), "error", err)
+		return false
+	}
+	return true
 }
 
 // ErrWipedMember: this node has no raft state, yet the cluster's configuration already lists its

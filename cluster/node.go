@@ -33,6 +33,7 @@ type Node struct {
 	store    *raftboltdb.BoltStore
 	trans    *raft.NetworkTransport
 	gossip   *memberlist.Memberlist
+	keyring  *memberlist.Keyring // gossip encryption keys; nil for plaintext gossip
 	members  *memberTable
 	verifier *leaderVerifier
 	peers    *peerClients
@@ -108,7 +109,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.peers = newPeerClients()
+	n.peers = newPeerClients(n.cfg.TLS)
 	if err := n.openGossip(); err != nil {
 		return nil, err
 	}
@@ -159,7 +160,7 @@ func (n *Node) openRaftStores() (raft.SnapshotStore, hclog.Logger, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	layer, err := newStreamLayer(n.cfg.RaftBind, n.cfg.RaftAdvertise, n.cfg.Dial)
+	layer, err := newStreamLayer(n.cfg.RaftBind, n.cfg.RaftAdvertise, n.cfg.Dial, n.cfg.TLS, n.log.With("component", "raft-transport"))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -293,3 +293,24 @@ func (l *Loader) ClientConfig(proto string, accept ...Role) *tls.Config {
 		VerifyConnection: l.verifyPeer("client/"+proto, accept),
 	}
 }
+
+// WatchFiles polls paths every interval until ctx ends and calls onChange when their contents
+// changed since the previous look (a missing file counts as a change once it reappears).
+func WatchFiles(ctx context.Context, interval time.Duration, onChange func(), paths ...string) {
+	last, _ := fileStamp(paths...)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s, err := fileStamp(paths...)
+		if err != nil || s == last {
+			continue // unreadable mid-replacement, or unchanged
+		}
+		last = s
+		onChange()
+	}
+}

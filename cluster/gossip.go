@@ -103,6 +103,17 @@ func (t *memberTable) alive() []memberMeta {
 	return out
 }
 
+// GossipMembers returns the ids of the members gossip currently considers alive, this node
+// included, sorted. A hint, not the raft configuration: with an encrypted gossip, a node without
+// the key never appears here.
+func (n *Node) GossipMembers() []string {
+	var ids []string
+	for _, m := range n.members.alive() {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
 func (t *memberTable) gossipState(id string) string {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
@@ -466,7 +477,29 @@ func (n *Node) reconcile() {
 // cluster's CA and names this cluster; the name in it must be the id the member gossips. Gossip
 // alone is not enough to enter raft: the gossip key is shared by every node, so anyone holding a
 // copy could announce themselves.
+//
+// A refused member is asked again only after refuseRecheck, so a stray node holding the gossip
+// key costs one handshake and one warning per interval, not one per membership tick.
 func (n *Node) memberAnswersAs(m memberMeta) bool {
+	if t, ok := n.refusedAt[m.ID]; ok && time.Since(t) < refuseRecheck {
+		return false
+	}
+	ok := n.checkMemberIdentity(m)
+	if ok {
+		delete(n.refusedAt, m.ID)
+	} else {
+		if n.refusedAt == nil {
+			n.refusedAt = map[string]time.Time{}
+		}
+		n.refusedAt[m.ID] = time.Now()
+	}
+	return ok
+}
+
+// refuseRecheck is how long the leader waits before asking a refused gossip member again.
+const refuseRecheck = 10 * time.Second
+
+func (n *Node) checkMemberIdentity(m memberMeta) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	c, err := n.peers.client(m.GRPCAddr)

@@ -53,6 +53,10 @@ type Node struct {
 	// promoteAt holds, per non-voter id, when it was first seen healthy and caught up.
 	promoteMu sync.Mutex
 	promoteAt map[string]time.Time
+	// refusedAt holds, per gossip member id, when the leader last refused to add it because it
+	// did not prove its identity over mutual TLS (memberAnswersAs); touched only by the
+	// membership loop.
+	refusedAt map[string]time.Time
 	// settings are the reloadable raft settings in force (raft has no getter for them).
 	settingsMu sync.Mutex
 	settings   RaftSettings

@@ -297,7 +297,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		grpc.ChainUnaryInterceptor(m.unary), grpc.ChainStreamInterceptor(m.stream))...)
 	svc.Register(srv)
 
-	m.reg.MustRegister(newNodeCollector(node, svc))
+	m.reg.MustRegister(newNodeCollector(node, svc), newSecurityCollector(o.nodeID, tl))
 	if o.metricsBind != "" {
 		stopHTTP, _, err := serveHTTP(o.metricsBind, httpHandler(m, node, log, o.pprof), log)
 		if err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cairndb/cairn/client"
 	"github.com/cairndb/cairn/internal/tlsutil"
 )
@@ -147,4 +149,39 @@ func serverSerial(t *testing.T, addr string, cfg *tls.Config) string {
 	}
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+func TestSecurityMetrics(t *testing.T) {
+	gather := func(c prometheus.Collector) map[string]float64 {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(c)
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, f := range fams {
+			m := f.GetMetric()[0]
+			out[f.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+		return out
+	}
+	if got := gather(newSecurityCollector("n", nil)); got["cairn_insecure_dev_mode"] != 1 || len(got) != 1 {
+		t.Fatalf("dev mode metrics: %v", got)
+	}
+	dir := t.TempDir()
+	if err := tlsutil.WriteDev(tlsutil.DevOptions{Dir: dir, Cluster: "c1", Nodes: []string{"n"}}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := tlsutil.Load(tlsutil.NodeFiles(dir, "n"), "c1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	got := gather(newSecurityCollector("n", l))
+	if got["cairn_insecure_dev_mode"] != 0 || got["cairn_tls_reloads_total"] != 1 || len(got) != 4 {
+		t.Fatalf("TLS metrics: %v", got)
+	}
 }

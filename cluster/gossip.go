@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -219,8 +223,9 @@ func (n *Node) openGossip() error {
 // the keyring is left as it was. A node started without a key file cannot start encrypting
 // (memberlist fixes that at start): that is ErrGossipPlaintext.
 func (n *Node) ReloadGossipKeys() error {
-	kr := n.keyring // nil iff started without encryption
-	if n.cfg.GossipKeyFile == "" || kr == nil {
+	n.gossipKeyMu.Lock()
+	defer n.gossipKeyMu.Unlock()
+	if n.cfg.GossipKeyFile == "" || n.keyring == nil {
 		return ErrGossipPlaintext
 	}
 	primary, keys, err := tlsutil.LoadGossipKeys(n.cfg.GossipKeyFile)
@@ -228,30 +233,134 @@ func (n *Node) ReloadGossipKeys() error {
 		n.log.Error("gossip key reload failed; keeping the current keyring", "error", err)
 		return fmt.Errorf("cluster: reload gossip keys: %w", err)
 	}
+	if err := n.applyKeyring(primary, keys); err != nil {
+		return err
+	}
+	n.log.Info("gossip keyring reloaded", "keys", len(keys), "primary", GossipKeyFingerprint(primary))
+	return nil
+}
+
+// applyKeyring makes the live keyring hold exactly keys with primary first. Keys are validated
+// before anything changes, so an error leaves the keyring as it was. Caller holds gossipKeyMu.
+func (n *Node) applyKeyring(primary []byte, keys [][]byte) error {
+	for _, k := range keys {
+		if err := memberlist.ValidateKey(k); err != nil {
+			return fmt.Errorf("cluster: gossip key: %w", err)
+		}
+	}
+	kr := n.keyring
 	for _, k := range keys {
 		if err := kr.AddKey(k); err != nil {
-			n.log.Error("gossip key reload failed; keyring may hold the new keys as secondaries", "error", err)
-			return fmt.Errorf("cluster: reload gossip keys: %w", err)
+			return fmt.Errorf("cluster: install gossip key: %w", err)
 		}
 	}
 	if err := kr.UseKey(primary); err != nil {
-		n.log.Error("gossip key reload failed: cannot make the first key primary", "error", err)
-		return fmt.Errorf("cluster: reload gossip keys: %w", err)
+		return fmt.Errorf("cluster: use gossip key: %w", err)
 	}
 	keep := map[string]bool{}
 	for _, k := range keys {
 		keep[string(k)] = true
 	}
-	for _, k := range kr.GetKeys() {
+	// A copy: RemoveKey compacts the keyring's slice in place, under an iteration over it.
+	for _, k := range slices.Clone(kr.GetKeys()) {
 		if !keep[string(k)] {
 			if err := kr.RemoveKey(k); err != nil {
-				n.log.Error("gossip key reload: removing an old key failed", "error", err)
-				return fmt.Errorf("cluster: reload gossip keys: %w", err)
+				return fmt.Errorf("cluster: remove gossip key: %w", err)
 			}
 		}
 	}
-	n.log.Info("gossip keyring reloaded", "keys", len(keys))
 	return nil
+}
+
+// GossipKeyOp is an operation of ChangeGossipKeys.
+type GossipKeyOp int
+
+// Gossip keyring operations.
+const (
+	// GossipKeyList changes nothing.
+	GossipKeyList GossipKeyOp = iota
+	// GossipKeyInstall adds a key as secondary (decrypts only); a present key is a no-op.
+	GossipKeyInstall
+	// GossipKeyUse makes an installed key primary (encrypts what this node sends).
+	GossipKeyUse
+	// GossipKeyPrune removes every key but the primary.
+	GossipKeyPrune
+)
+
+// GossipKeyring is a node's gossip keyring as fingerprints (GossipKeyFingerprint): keys never
+// leave the node.
+type GossipKeyring struct {
+	// Primary is the fingerprint of the key that encrypts.
+	Primary string
+	// Keys are the fingerprints of every key, primary first.
+	Keys []string
+}
+
+// GossipKeyFingerprint identifies a gossip key without revealing it: the first 8 bytes of its
+// SHA-256, in hex.
+func GossipKeyFingerprint(key []byte) string {
+	sum := sha256.Sum256(key)
+	return hex.EncodeToString(sum[:8])
+}
+
+// ChangeGossipKeys applies op (with key for Install and Use) to this node's keyring and writes
+// the result to Config.GossipKeyFile first, so a restart keeps it and the file watcher agrees.
+// It returns the keyring afterwards. Errors: ErrGossipPlaintext (no keyring),
+// ErrGossipKeyNotInstalled (Use of an unknown key), ErrGossipKeyFile (the file cannot be
+// written; nothing changed).
+func (n *Node) ChangeGossipKeys(op GossipKeyOp, key []byte) (GossipKeyring, error) {
+	n.gossipKeyMu.Lock()
+	defer n.gossipKeyMu.Unlock()
+	if n.cfg.GossipKeyFile == "" || n.keyring == nil {
+		return GossipKeyring{}, ErrGossipPlaintext
+	}
+	keys := slices.Clone(n.keyring.GetKeys())
+	primary := keys[0]
+	has := slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, key) })
+	changed := false
+	switch op {
+	case GossipKeyList:
+	case GossipKeyInstall:
+		if err := memberlist.ValidateKey(key); err != nil {
+			return GossipKeyring{}, fmt.Errorf("cluster: gossip key: %w", err)
+		}
+		if !has {
+			keys, changed = append(keys, key), true
+		}
+	case GossipKeyUse:
+		if !has {
+			return GossipKeyring{}, ErrGossipKeyNotInstalled
+		}
+		changed = !bytes.Equal(primary, key)
+		primary = key
+	case GossipKeyPrune:
+		changed = len(keys) > 1
+		keys = [][]byte{primary}
+	default:
+		return GossipKeyring{}, fmt.Errorf("cluster: unknown gossip key operation %d", op)
+	}
+	if changed {
+		ordered := [][]byte{primary}
+		for _, k := range keys {
+			if !bytes.Equal(k, primary) {
+				ordered = append(ordered, k)
+			}
+		}
+		if err := tlsutil.WriteGossipKeys(n.cfg.GossipKeyFile, ordered); err != nil {
+			n.log.Error("gossip keyring change refused: cannot write the key file", "error", err)
+			return GossipKeyring{}, fmt.Errorf("%w: %w", ErrGossipKeyFile, err)
+		}
+		if err := n.applyKeyring(primary, ordered); err != nil {
+			n.log.Error("gossip keyring change failed after writing the key file", "error", err)
+			return GossipKeyring{}, err
+		}
+		n.log.Info("gossip keyring changed", "op", op, "keys", len(ordered), "primary", GossipKeyFingerprint(primary))
+	}
+	ring := GossipKeyring{Primary: GossipKeyFingerprint(n.keyring.GetPrimaryKey())}
+	for _, k := range n.keyring.GetKeys() {
+		ring.Keys = append(ring.Keys, GossipKeyFingerprint(k))
+	}
+	return ring, nil
 }
 
 func (n *Node) encodeMeta(hasState, ready bool) ([]byte, error) {

@@ -28,16 +28,18 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 
-	fsm      *fsm.FSM
-	raft     *raft.Raft
-	store    *raftboltdb.BoltStore
-	trans    *raft.NetworkTransport
-	gossip   *memberlist.Memberlist
-	keyring  *memberlist.Keyring // gossip encryption keys; nil for plaintext gossip
-	members  *memberTable
-	verifier *leaderVerifier
-	peers    *peerClients
-	delegate *gossipDelegate
+	fsm     *fsm.FSM
+	raft    *raft.Raft
+	store   *raftboltdb.BoltStore
+	trans   *raft.NetworkTransport
+	gossip  *memberlist.Memberlist
+	keyring *memberlist.Keyring // gossip encryption keys; nil for plaintext gossip
+	// gossipKeyMu serialises keyring changes (reload from the file, admin calls).
+	gossipKeyMu sync.Mutex
+	members     *memberTable
+	verifier    *leaderVerifier
+	peers       *peerClients
+	delegate    *gossipDelegate
 	// gossipAddr is read once at start: memberlist mutates its LocalNode in place on UpdateNode.
 	gossipAddr string
 	// metaHasState mirrors what we gossip as HasState; only the membership loop touches it

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairndb/cairn/client"
 	"github.com/cairndb/cairn/internal/tlsutil"
 )
 
@@ -69,8 +71,95 @@ move it to the first line (primary) everywhere and reload; then delete the old l
 			return nil
 		}),
 	}
-	root.AddCommand(initCmd, keyCmd)
+	var rotateKey string
+	rotateCmd := &cobra.Command{
+		Use:   "rotate-gossip-key",
+		Short: "Install a new primary gossip key on every member, then remove the old ones",
+		Long: `Rotate the gossip key of the whole cluster without a restart, through each member's
+GossipKey admin call: install the new key on every member (all can then decrypt it), make it
+primary on every member (all now encrypt with it), then prune every other key on every member.
+Members are the raft configuration of the first --addr node that answers, reached at their gRPC
+addresses. Each node also rewrites its gossip key file, so restarts keep the new key; a node
+whose key file is read-only refuses (nothing changes on it) and the rotation stops.
+
+If a step fails on some member, the rotation stops before the next step, and running it again
+with --new-key set to the same key resumes it safely (every step is idempotent). Without --new-key a
+new random key is generated and printed once: nodes that join later need it in their key file.`,
+		Args: exactArgs(0),
+		RunE: a.run(func(ctx context.Context, _ *cobra.Command, _ []string) error {
+			return a.rotateGossipKey(ctx, rotateKey)
+		}),
+	}
+	rotateCmd.Flags().StringVar(&rotateKey, "new-key", "", "the new key, base64 (default: a new random AES-256 key)")
+	listCmd := &cobra.Command{
+		Use:   "gossip-keys",
+		Short: "Show every member's gossip keyring as fingerprints",
+		Args:  exactArgs(0),
+		RunE: a.run(func(ctx context.Context, _ *cobra.Command, _ []string) error {
+			return a.forEachMember(ctx, client.GossipKeyList, "", "keys")
+		}),
+	}
+	root.AddCommand(initCmd, keyCmd, rotateCmd, listCmd)
 	return root
+}
+
+// rotateGossipKey runs install, use and prune of key on every member, step by step.
+func (a *app) rotateGossipKey(ctx context.Context, key string) error {
+	generated := key == ""
+	if generated {
+		var err error
+		if key, err = tlsutil.NewGossipKey(); err != nil {
+			return err
+		}
+	} else if b, err := base64.StdEncoding.DecodeString(key); err != nil || (len(b) != 16 && len(b) != 24 && len(b) != 32) {
+		return usagef("--new-key must be a base64 key of 16, 24 or 32 bytes")
+	}
+	for _, step := range []struct {
+		op   client.GossipKeyOp
+		name string
+	}{{client.GossipKeyInstall, "install"}, {client.GossipKeyUse, "use"}, {client.GossipKeyPrune, "prune"}} {
+		if err := a.forEachMember(ctx, step.op, key, step.name); err != nil {
+			if generated {
+				fmt.Fprintf(a.io.err, "the new key, needed to resume with --new-key: %s\n", key)
+			}
+			return fmt.Errorf("gossip key rotation stopped at %q (safe to run again with the same --new-key): %w", step.name, err)
+		}
+	}
+	if generated {
+		fmt.Fprintf(a.io.out, "new gossip key (put it in the key file of nodes that join later): %s\n", key)
+	}
+	return nil
+}
+
+// forEachMember applies op to the gossip keyring of every member of the raft configuration and
+// prints each node's keyring afterwards; it stops at the first failure.
+func (a *app) forEachMember(ctx context.Context, op client.GossipKeyOp, key, step string) error {
+	st, err := a.nodeStatus(ctx, false)
+	if err != nil {
+		return err
+	}
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for _, m := range st.Members {
+		if m.GRPCAddress == "" {
+			return fmt.Errorf("member %s has no known gRPC address", m.ID)
+		}
+		r, err := c.GossipKey(ctx, op, key, client.ToAddress(m.GRPCAddress))
+		if err != nil {
+			return fmt.Errorf("member %s (%s): %w", m.ID, m.GRPCAddress, err)
+		}
+		if a.json {
+			if err := a.printJSON(map[string]any{"step": step, "node_id": r.NodeID, "primary": r.Primary, "keys": r.Keys}); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(a.io.out, "%-8s %-10s primary %s  keys %s\n", step, r.NodeID, r.Primary, strings.Join(r.Keys, ","))
+	}
+	return nil
 }
 
 func (a *app) tlsInit(f *tlsInitFlags) error {

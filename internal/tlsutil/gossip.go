@@ -68,3 +68,17 @@ func WriteGossipKeyFile(path string) error {
 	}
 	return writeAtomic(path, []byte("# cairn gossip keyring: first key is primary (see tlsutil.LoadGossipKeys)\n"+k+"\n"), 0o600)
 }
+
+// WriteGossipKeys writes keys (primary first) to path as a gossip key file (0600), through a
+// temporary file renamed into place.
+func WriteGossipKeys(path string, keys [][]byte) error {
+	if len(keys) == 0 {
+		return ErrNoGossipKey
+	}
+	var b strings.Builder
+	b.WriteString("# cairn gossip keyring: first key is primary (see tlsutil.LoadGossipKeys)\n")
+	for _, k := range keys {
+		b.WriteString(base64.StdEncoding.EncodeToString(k) + "\n")
+	}
+	return writeAtomic(path, []byte(b.String()), 0o600)
+}

@@ -47,6 +47,7 @@ type streamLayer struct {
 	clientTLS *tls.Config
 	log       *slog.Logger
 	rejected  atomic.Uint64 // accepted connections whose TLS handshake failed
+	rejectLog *tlsutil.LogLimiter
 
 	accepted  chan net.Conn // handshaken connections, TLS only
 	acceptErr chan error    // the listener's terminal error, TLS only
@@ -99,6 +100,7 @@ func newStreamLayer(bind, advertise string, dial DialFunc, tl *tlsutil.Loader, l
 		done: make(chan struct{})}
 	if tl != nil {
 		s.serverTLS = tl.ServerConfig(tlsutil.ProtoRaft, tlsutil.RoleNode)
+		s.rejectLog = tlsutil.NewLogLimiter(time.Second)
 		s.clientTLS = tl.ClientConfig(tlsutil.ProtoRaft, tlsutil.RoleNode)
 		s.accepted = make(chan net.Conn)
 		s.acceptErr = make(chan error, 1)
@@ -183,7 +185,10 @@ func (s *streamLayer) handshake(c net.Conn) {
 	s.mu.Unlock()
 	if err != nil {
 		s.rejected.Add(1)
-		s.log.Warn("raft connection refused: TLS handshake failed", "remote", c.RemoteAddr().String(), "error", err)
+		if ok, held := s.rejectLog.Allow(); ok { // a flood of strangers must not flood the log
+			s.log.Warn("raft connection refused: TLS handshake failed", "remote", c.RemoteAddr().String(), "error", err,
+				"similar_since_last_logged", held)
+		}
 		c.Close()
 		return
 	}

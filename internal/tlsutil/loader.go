@@ -59,6 +59,7 @@ type Loader struct {
 	stamp    [sha256.Size]byte // of the files last tried, guarded by reloadMu
 
 	reloads, reloadFailures, rejected atomic.Uint64
+	rejectLog                         *LogLimiter
 }
 
 // Load reads and validates files: the key matches the certificate, the certificate chains to
@@ -77,7 +78,7 @@ func Load(files Files, cluster string, log *slog.Logger) (*Loader, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	l := &Loader{files: files, cluster: cluster, log: log}
+	l := &Loader{files: files, cluster: cluster, log: log, rejectLog: NewLogLimiter(time.Second)}
 	m, stamp, err := l.read()
 	if err != nil {
 		return nil, err
@@ -222,13 +223,16 @@ func fileStamp(paths ...string) ([sha256.Size]byte, error) {
 }
 
 // verifyPeer returns a VerifyConnection callback accepting peers whose certificate chains to
-// the current CA, names this cluster and has one of roles.
+// the current CA, names this cluster and has one of roles. Every rejection is counted (Stats);
+// at most one a second is logged, with the number held back.
 func (l *Loader) verifyPeer(channel string, roles []Role) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
 		err := l.checkPeer(cs, roles)
 		if err != nil {
 			l.rejected.Add(1)
-			l.log.Warn("TLS peer rejected", "channel", channel, "error", err)
+			if ok, held := l.rejectLog.Allow(); ok {
+				l.log.Warn("TLS peer rejected", "channel", channel, "error", err, "similar_since_last_logged", held)
+			}
 		}
 		return err
 	}
@@ -313,4 +317,30 @@ func WatchFiles(ctx context.Context, interval time.Duration, onChange func(), pa
 		last = s
 		onChange()
 	}
+}
+
+// LogLimiter lets one log line through per interval and counts the ones it holds back, so that a
+// flood of refused handshakes (a scanner, a misconfigured peer retrying) cannot flood the log.
+// The zero value is not usable: use NewLogLimiter. It is safe for concurrent use.
+type LogLimiter struct {
+	interval   time.Duration
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// NewLogLimiter returns a limiter letting one line through per interval.
+func NewLogLimiter(interval time.Duration) *LogLimiter { return &LogLimiter{interval: interval} }
+
+// Allow reports whether a line may be logged now and, if so, how many were held back since the
+// last one (to be logged with it).
+func (l *LogLimiter) Allow() (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now := time.Now(); now.Sub(l.last) >= l.interval {
+		l.last, suppressed, l.suppressed = now, l.suppressed, 0
+		return true, suppressed
+	}
+	l.suppressed++
+	return false, 0
 }

@@ -274,3 +274,19 @@ func TestGossipKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestLogLimiterLetsOneThroughPerInterval(t *testing.T) {
+	l := NewLogLimiter(time.Hour)
+	if ok, held := l.Allow(); !ok || held != 0 {
+		t.Fatalf("first: %v %d", ok, held)
+	}
+	for range 5 {
+		if ok, _ := l.Allow(); ok {
+			t.Fatal("a second line within the interval was let through")
+		}
+	}
+	l.last = time.Now().Add(-2 * time.Hour) // as if the interval had passed
+	if ok, held := l.Allow(); !ok || held != 5 {
+		t.Fatalf("after the interval: %v, held back %d, want 5", ok, held)
+	}
+}

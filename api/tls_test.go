@@ -196,6 +196,10 @@ func TestMutualTLSKeepsOutNodesOfAnotherCAOrCluster(t *testing.T) {
 	if _, _, rejected := leader.TLS.Stats(); rejected == 0 {
 		t.Error("the leader counted no rejected peer")
 	}
+	if leader.TLS.HandshakeFailures() < 2 {
+		t.Errorf("the leader counted %d failed gRPC handshakes, want the plaintext and certificate-less clients at least",
+			leader.TLS.HandshakeFailures())
+	}
 	// Nothing written by an impostor.
 	for _, s := range []string{"orders-evil", "orders-anon"} {
 		r, err := cairnpb.NewEventsClient(good).Read(ctx, &cairnpb.ReadRequest{Stream: s})

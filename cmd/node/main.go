@@ -34,7 +34,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/cairndb/cairn/api"
 	"github.com/cairndb/cairn/cluster"
@@ -266,9 +265,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var serverCreds []grpc.ServerOption
 	if tl != nil {
-		apiCfg.Dialer = api.SecureDialer(apiCfg, src, credentials.NewTLS(tl.ClientConfig(tlsutil.ProtoGRPC, tlsutil.RoleNode)))
-		serverCreds = append(serverCreds, grpc.Creds(credentials.NewTLS(
-			tl.ServerConfig(tlsutil.ProtoGRPC, tlsutil.RoleNode, tlsutil.RoleClient))))
+		apiCfg.Dialer = api.SecureDialer(apiCfg, src, tl.GRPCClientCredentials())
+		serverCreds = append(serverCreds, grpc.Creds(tl.GRPCServerCredentials(tlsutil.RoleNode, tlsutil.RoleClient)))
 	} else if src != nil {
 		apiCfg.Dialer = api.SourceDialer(apiCfg, src)
 	}

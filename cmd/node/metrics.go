@@ -261,6 +261,7 @@ func readinessLoop(ctx context.Context, node *cluster.Node, svc *api.Service, lo
 type securityCollector struct {
 	tl                                    *tlsutil.Loader // nil in dev mode
 	insecure, reloads, failures, rejected *prometheus.Desc
+	handshakes                            *prometheus.Desc
 }
 
 func newSecurityCollector(nodeID string, tl *tlsutil.Loader) *securityCollector {
@@ -272,12 +273,14 @@ func newSecurityCollector(nodeID string, tl *tlsutil.Loader) *securityCollector 
 		reloads:  d("tls_reloads_total", "TLS certificate reloads that took effect."),
 		failures: d("tls_reload_failures_total", "TLS certificate reloads that failed (the old certificates stayed)."),
 		rejected: d("tls_peers_rejected_total", "Peers refused by certificate verification (CA, cluster name or role)."),
+		handshakes: d("tls_grpc_handshake_failures_total",
+			"Failed TLS handshakes on the gRPC port (plaintext, no client certificate, refused peer, hang-up)."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *securityCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.insecure, c.reloads, c.failures, c.rejected} {
+	for _, d := range []*prometheus.Desc{c.insecure, c.reloads, c.failures, c.rejected, c.handshakes} {
 		ch <- d
 	}
 }
@@ -293,4 +296,5 @@ func (c *securityCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.reloads, prometheus.CounterValue, float64(reloads))
 	ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(failures))
 	ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(rejected))
+	ch <- prometheus.MustNewConstMetric(c.handshakes, prometheus.CounterValue, float64(c.tl.HandshakeFailures()))
 }

@@ -181,7 +181,7 @@ func TestSecurityMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := gather(newSecurityCollector("n", l))
-	if got["cairn_insecure_dev_mode"] != 0 || got["cairn_tls_reloads_total"] != 1 || len(got) != 4 {
+	if got["cairn_insecure_dev_mode"] != 0 || got["cairn_tls_reloads_total"] != 1 || len(got) != 5 {
 		t.Fatalf("TLS metrics: %v", got)
 	}
 }

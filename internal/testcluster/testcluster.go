@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/cairndb/cairn/api"
 	"github.com/cairndb/cairn/cluster"
@@ -197,8 +196,8 @@ func (c *Cluster) StartNode(t testing.TB, id string, bootstrapExpect int, sec Se
 	cfg := c.opts.API
 	var srvOpts []grpc.ServerOption
 	if tl != nil {
-		cfg.Dialer = api.SecureDialer(cfg, nil, credentials.NewTLS(tl.ClientConfig(tlsutil.ProtoGRPC, tlsutil.RoleNode)))
-		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(tl.ServerConfig(tlsutil.ProtoGRPC, tlsutil.RoleNode, tlsutil.RoleClient))))
+		cfg.Dialer = api.SecureDialer(cfg, nil, tl.GRPCClientCredentials())
+		srvOpts = append(srvOpts, grpc.Creds(tl.GRPCServerCredentials(tlsutil.RoleNode, tlsutil.RoleClient)))
 	}
 	svc := api.NewService(apiNode{cn}, cfg, c.logger)
 	srv := grpc.NewServer(append(api.ServerOptions(svc.Config()), srvOpts...)...)

@@ -59,7 +59,8 @@ type Loader struct {
 	stamp    [sha256.Size]byte // of the files last tried, guarded by reloadMu
 
 	reloads, reloadFailures, rejected atomic.Uint64
-	rejectLog                         *LogLimiter
+	handshakeFailures                 atomic.Uint64
+	rejectLog, handshakeLog           *LogLimiter
 }
 
 // Load reads and validates files: the key matches the certificate, the certificate chains to
@@ -78,7 +79,8 @@ func Load(files Files, cluster string, log *slog.Logger) (*Loader, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	l := &Loader{files: files, cluster: cluster, log: log, rejectLog: NewLogLimiter(time.Second)}
+	l := &Loader{files: files, cluster: cluster, log: log, rejectLog: NewLogLimiter(time.Second),
+		handshakeLog: NewLogLimiter(time.Second)}
 	m, stamp, err := l.read()
 	if err != nil {
 		return nil, err

@@ -182,7 +182,12 @@ func (s *streamLayer) handshake(c net.Conn) {
 	cancel()
 	s.mu.Lock()
 	delete(s.raw, c)
+	closing := s.closed
 	s.mu.Unlock()
+	if err != nil && closing {
+		c.Close() // cut short by Close: not a refusal
+		return
+	}
 	if err != nil {
 		s.rejected.Add(1)
 		if ok, held := s.rejectLog.Allow(); ok { // a flood of strangers must not flood the log

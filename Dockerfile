@@ -3,7 +3,10 @@
 #
 # Contents: /cairnd, /cairnctl, an empty /data owned by the runtime user (a named volume mounted
 # there inherits that ownership), and /tmp. No CA certificates: nothing in the image dials out to
-# the internet, and cluster TLS uses our own CA (see the security work).
+# the internet, and cluster TLS uses the cluster's own CA, mounted with the node's certificate
+# (docker-compose.yml mounts .cairn/compose-tls at /tls). cairnd refuses to start without TLS
+# material unless CAIRN_DEV_INSECURE=true. The health check's cairnctl reads CAIRN_CA, CAIRN_CERT
+# and CAIRN_KEY (plaintext when unset, which only a dev-insecure node accepts).
 FROM scratch
 COPY --chown=10001:10001 .docker/rootfs/ /
 COPY bin/cairnd bin/cairnctl /

@@ -3,7 +3,7 @@ GO        ?= go
 BUF       := $(GO) tool -modfile=tools/go.mod buf
 PKGS      := ./...
 
-.PHONY: all build cluster images compose-up compose-down compose-smoke test vet fmt-check proto proto-check bench clean
+.PHONY: all build cluster images compose-tls compose-up compose-down compose-smoke test vet fmt-check proto proto-check bench clean
 
 # Compose v2 plugin when present, else the v1 docker-compose binary.
 COMPOSE   ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
@@ -15,7 +15,8 @@ build:
 	CGO_ENABLED=0 $(GO) build -o bin/cairnd ./cmd/node
 	CGO_ENABLED=0 $(GO) build -o bin/cairnctl ./cmd/ctl
 
-## cluster: a local 3-node cluster on loopback in the foreground (data in .cairn/dev); Ctrl-C stops it.
+## cluster: a local 3-node cluster on loopback in the foreground, mutual TLS on (data and TLS
+## material in .cairn/dev; cairnctl prints the CAIRN_CA/CERT/KEY to use); Ctrl-C stops it.
 cluster: build
 	bin/cairnctl dev --cairnd bin/cairnd
 
@@ -25,10 +26,21 @@ images: build
 	chmod 1777 .docker/rootfs/tmp
 	docker build -t cairn:dev .
 
-## compose-up: build the image and start the 3-node compose cluster (gRPC on 127.0.0.1:17101-17103).
-compose-up: images
+## compose-tls: TLS material of the compose cluster in .cairn/compose-tls (gitignored), made on the
+## host by `cairnctl tls init` once (the CA is kept). Development material: the containers run as
+## uid 10001, so the folder and the keys in it are made readable to them (0755/0644).
+COMPOSE_TLS := .cairn/compose-tls
+compose-tls: build
+	@test -f $(COMPOSE_TLS)/node-node3.key || bin/cairnctl tls init --dir $(COMPOSE_TLS) \
+		--nodes node1,node2,node3 --hosts 127.0.0.1,localhost --cluster-name compose
+	chmod 0755 $(COMPOSE_TLS)
+	chmod 0644 $(COMPOSE_TLS)/node-*.key $(COMPOSE_TLS)/gossip.key
+
+## compose-up: build the image and start the 3-node compose cluster with mutual TLS
+## (gRPC on 127.0.0.1:17101-17103).
+compose-up: images compose-tls
 	$(COMPOSE) up -d
-	@echo "cluster starting: bin/cairnctl --addr 127.0.0.1:17101,127.0.0.1:17102,127.0.0.1:17103 status"
+	@echo "cluster starting: bin/cairnctl --ca $(COMPOSE_TLS)/ca.crt --cert $(COMPOSE_TLS)/client-admin.crt --key $(COMPOSE_TLS)/client-admin.key --addr 127.0.0.1:17101,127.0.0.1:17102,127.0.0.1:17103 status"
 
 ## compose-down: stop the compose cluster and remove its volumes.
 compose-down:

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 )
@@ -53,7 +54,8 @@ const (
 )
 
 // Dialer opens a client connection to another node's gRPC address, used to forward requests to
-// the leader. It is the seam for TLS: the default dials without transport security. The returned
+// the leader. It is the seam for TLS (SecureDialer): the default dials without transport
+// security. The returned
 // connection is pooled by address and closed by the Service.
 type Dialer func(ctx context.Context, addr string) (*grpc.ClientConn, error)
 
@@ -96,7 +98,7 @@ type Config struct {
 	// deadline. Default 10s.
 	ForwardTimeout time.Duration
 	// Dialer opens connections to the leader for forwarding. Nil means DefaultDialer(cfg)
-	// (insecure credentials; TLS plugs in here).
+	// (plaintext); SecureDialer adds TLS.
 	Dialer Dialer
 	// MaxConcurrentStreams bounds the concurrent RPCs (HTTP/2 streams) of one connection; gRPC
 	// makes a client past it wait. Default 1024.
@@ -211,8 +213,10 @@ func (c Config) messageLimit() int {
 // (concurrent streams, header size, keepalive enforcement, idle and age limits), a receive limit comfortably
 // above cfg.MaxRequestBytes, so that an oversized request reaches the service and fails with
 // RESOURCE_EXHAUSTED and a LimitExceeded detail instead of gRPC's untyped error, and the codec
-// that lets the service decode its own requests (decode.go). Pass them to
-// grpc.NewServer along with any of your own (TLS credentials, interceptors).
+// that lets the service decode its own requests (decode.go). Pass them to grpc.NewServer along
+// with any of your own: cairnd adds grpc.Creds with mutual TLS
+// (tlsutil.Loader.ServerConfig(tlsutil.ProtoGRPC, RoleNode, RoleClient)), which covers the client
+// API, admin calls and calls forwarded from followers alike, as they share one server.
 func ServerOptions(cfg Config) []grpc.ServerOption {
 	cfg = cfg.withLimits()
 	n := cfg.messageLimit()
@@ -229,8 +233,7 @@ func ServerOptions(cfg Config) []grpc.ServerOption {
 }
 
 // DefaultDialer returns the Dialer used when Config.Dialer is nil: a lazily connecting
-// grpc.ClientConn without transport security whose message limits match the server's. It is
-// the place TLS will replace.
+// grpc.ClientConn without transport security whose message limits match the server's.
 func DefaultDialer(cfg Config) Dialer {
 	return SourceDialer(cfg, nil)
 }
@@ -239,11 +242,22 @@ func DefaultDialer(cfg Config) Dialer {
 // gRPC bind IP, as raft dials from its raft bind IP, so a per-node fault-injection proxy on
 // loopback can tell which node a forwarded call comes from.
 func SourceDialer(cfg Config, src net.Addr) Dialer {
+	return SecureDialer(cfg, src, nil)
+}
+
+// SecureDialer is SourceDialer with transport credentials creds (nil: plaintext, dev mode only).
+// cairnd passes mutual-TLS credentials that accept only node certificates of its cluster
+// (tlsutil.Loader.ClientConfig(tlsutil.ProtoGRPC, tlsutil.RoleNode)), so a follower forwards a
+// request only to a real member, and the leader sees the follower's node certificate.
+func SecureDialer(cfg Config, src net.Addr, creds credentials.TransportCredentials) Dialer {
 	n := cfg.messageLimit()
 	d := net.Dialer{LocalAddr: src}
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
 	return func(_ context.Context, addr string) (*grpc.ClientConn, error) {
 		return grpc.NewClient(addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(creds),
 			grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return d.DialContext(ctx, "tcp", a) }),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(n), grpc.MaxCallSendMsgSize(n)))
 	}

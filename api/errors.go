@@ -67,6 +67,10 @@ const (
 	ReasonServerNotFound = "SERVER_NOT_FOUND"
 	// ReasonNothingToSnapshot: FAILED_PRECONDITION; nothing was applied since the last snapshot.
 	ReasonNothingToSnapshot = "NOTHING_TO_SNAPSHOT"
+	// ReasonGossipKeyring: FAILED_PRECONDITION; a gossip keyring change cannot be made: the node
+	// runs without gossip encryption, the key to make primary is not installed, or the key file
+	// cannot be written (nothing changed).
+	ReasonGossipKeyring = "GOSSIP_KEYRING"
 	// ReasonUnimplemented: UNIMPLEMENTED; the node does not offer this operation.
 	ReasonUnimplemented = "UNIMPLEMENTED"
 	// ReasonUnauthenticated: UNAUTHENTICATED; no credentials, or unknown or revoked ones.
@@ -172,6 +176,9 @@ func statusFromError(err error) *status.Status {
 		return newStatus(codes.NotFound, ReasonServerNotFound, err.Error(), nil)
 	case errors.Is(err, cluster.ErrNothingToSnapshot):
 		return newStatus(codes.FailedPrecondition, ReasonNothingToSnapshot, err.Error(), nil)
+	case errors.Is(err, cluster.ErrGossipPlaintext), errors.Is(err, cluster.ErrGossipKeyNotInstalled),
+		errors.Is(err, cluster.ErrGossipKeyFile):
+		return newStatus(codes.FailedPrecondition, ReasonGossipKeyring, err.Error(), nil)
 	case errors.Is(err, ErrUnauthenticated):
 		return newStatus(codes.Unauthenticated, ReasonUnauthenticated, err.Error(), nil)
 	case errors.Is(err, ErrPermissionDenied):

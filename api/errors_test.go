@@ -82,6 +82,9 @@ func TestStatusFromError(t *testing.T) {
 				}
 			}},
 		{"shutdown", cluster.ErrShutdown, codes.Unavailable, ReasonShuttingDown, nil},
+		{"gossip plaintext", cluster.ErrGossipPlaintext, codes.FailedPrecondition, ReasonGossipKeyring, nil},
+		{"gossip key not installed", cluster.ErrGossipKeyNotInstalled, codes.FailedPrecondition, ReasonGossipKeyring, nil},
+		{"gossip key file", fmt.Errorf("%w: read-only", cluster.ErrGossipKeyFile), codes.FailedPrecondition, ReasonGossipKeyring, nil},
 		{"fsm closed", fsm.ErrClosed, codes.Unavailable, ReasonShuttingDown, nil},
 		{"deadline", fmt.Errorf("wait: %w", context.DeadlineExceeded), codes.DeadlineExceeded, ReasonDeadlineExceeded, nil},
 		{"canceled", context.Canceled, codes.Canceled, ReasonCanceled, nil},

@@ -147,3 +147,48 @@ func (c *Client) SetRaftConfig(ctx context.Context, set RaftConfig, opts ...Call
 	})
 	return out, err
 }
+
+// GossipKeyOp is an operation on a node's gossip keyring (see GossipKey).
+type GossipKeyOp int
+
+// Gossip keyring operations.
+const (
+	// GossipKeyList changes nothing.
+	GossipKeyList GossipKeyOp = iota
+	// GossipKeyInstall adds the key as secondary: the node decrypts with it, does not encrypt.
+	GossipKeyInstall
+	// GossipKeyUse makes the installed key primary: the node encrypts with it.
+	GossipKeyUse
+	// GossipKeyPrune removes every key but the primary.
+	GossipKeyPrune
+)
+
+// GossipKeyring is a node's gossip keyring as fingerprints (first 8 bytes of SHA-256, hex).
+type GossipKeyring struct {
+	NodeID  string
+	Primary string
+	Keys    []string
+}
+
+// GossipKey applies op to the gossip keyring of the node that receives the call (pass
+// ToAddress to choose it) and returns the keyring afterwards; key (base64, 16/24/32 bytes) is
+// needed by Install and Use. The node also rewrites its gossip key file, so a restart keeps the
+// change. A cluster-wide rotation installs the new key on every node, then uses it on every node,
+// then prunes on every node (cairnctl tls rotate-gossip-key). A node without gossip encryption,
+// a Use of a key not installed, or a key file that cannot be written fail with a
+// FAILED_PRECONDITION StatusError of reason GOSSIP_KEYRING.
+func (c *Client) GossipKey(ctx context.Context, op GossipKeyOp, key string, opts ...CallOption) (*GossipKeyring, error) {
+	pbOp := map[GossipKeyOp]cairnpb.GossipKeyOp{
+		GossipKeyList: cairnpb.GossipKeyOp_GOSSIP_KEY_OP_LIST, GossipKeyInstall: cairnpb.GossipKeyOp_GOSSIP_KEY_OP_INSTALL,
+		GossipKeyUse: cairnpb.GossipKeyOp_GOSSIP_KEY_OP_USE, GossipKeyPrune: cairnpb.GossipKeyOp_GOSSIP_KEY_OP_PRUNE,
+	}[op]
+	var out *GossipKeyring
+	err := c.admin(ctx, "gossip key", opts, func(ctx context.Context, cl cairnpb.ClusterClient) error {
+		r, err := cl.GossipKey(ctx, &cairnpb.GossipKeyRequest{Op: pbOp, Key: key})
+		if err == nil {
+			out = &GossipKeyring{NodeID: r.GetNodeId(), Primary: r.GetPrimary(), Keys: r.GetKeys()}
+		}
+		return err
+	})
+	return out, err
+}

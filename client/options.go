@@ -2,10 +2,14 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/cairndb/cairn/internal/tlsutil"
 )
 
 // Defaults of the client's options.
@@ -58,7 +62,8 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 }
 
 // WithTransportCredentials sets the transport credentials (e.g. TLS) of every connection. The
-// default is insecure (plaintext) credentials, for development clusters.
+// default is insecure (plaintext) credentials, for development clusters (cairnd --dev-insecure);
+// WithTLS is the usual way to set TLS.
 func WithTransportCredentials(creds credentials.TransportCredentials) Option {
 	return func(c *config) { c.creds = creds }
 }
@@ -82,6 +87,26 @@ func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]
 
 // RequireTransportSecurity is false so that dev clusters without TLS work; see WithToken.
 func (bearerToken) RequireTransportSecurity() bool { return false }
+
+// WithTLS makes every connection mutual TLS with cfg, for clusters running with TLS (cairnd
+// without --dev-insecure). LoadTLS builds a cfg from the files `cairnctl tls init` writes. It is
+// WithTransportCredentials(credentials.NewTLS(cfg)); cfg must not be modified afterwards.
+func WithTLS(cfg *tls.Config) Option {
+	return WithTransportCredentials(credentials.NewTLS(cfg))
+}
+
+// LoadTLS reads a cluster CA, a client certificate and its key (PEM files) and returns the
+// configuration of a Cairn client: TLS 1.3, presenting the certificate, and accepting a server
+// only if its certificate chains to the CA and is a node certificate of the cluster named in the
+// client's own certificate (cairn://<cluster>/client/<name>; host names are not checked, see
+// internal/tlsutil). Use it with WithTLS.
+func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	l, err := tlsutil.Load(tlsutil.Files{CA: caFile, Cert: certFile, Key: keyFile}, "", nil)
+	if err != nil {
+		return nil, fmt.Errorf("cairn: load TLS files: %w", err)
+	}
+	return l.ClientConfig(tlsutil.ProtoGRPC, tlsutil.RoleNode), nil
+}
 
 // WithMaxAttempts bounds the attempts of each call, the first included (default
 // DefaultMaxAttempts). n < 1 means 1: no retries.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cairndb/cairn/fsm"
+	"github.com/cairndb/cairn/internal/tlsutil"
 )
 
 // Config configures a Node. Every node of a cluster runs with the same Join seeds and
@@ -40,8 +41,20 @@ type Config struct {
 	// default: a node that restarts (rolling upgrade) must stay a member.
 	LeaveOnClose bool
 
-	// Dial opens raft connections; nil means plain TCP. The seam for TLS and fault injection.
+	// Dial opens raft connections; nil means plain TCP. The seam for fault injection; with TLS
+	// the handshake runs over the connection it returns.
 	Dial DialFunc
+
+	// TLS, when set, puts raft and this node's gRPC calls to other members (status, promotion,
+	// leave) under mutual TLS 1.3: peers must present a node certificate of the cluster CA that
+	// names the same cluster (internal/tlsutil). The leader also adds a gossip member to raft
+	// only after that member answered over mutual TLS under its own id. Nil means plaintext
+	// (development only: cairnd requires --dev-insecure for that).
+	TLS *tlsutil.Loader
+	// GossipKeyFile, when set, encrypts and authenticates memberlist traffic (AES-GCM) with the
+	// keyring it holds (tlsutil.LoadGossipKeys: first key primary); ReloadGossipKeys re-reads
+	// it. Empty means plaintext gossip.
+	GossipKeyFile string
 
 	// HeartbeatTimeout and ElectionTimeout (default 1 s each); tests use ~100-300 ms.
 	HeartbeatTimeout time.Duration

@@ -25,6 +25,14 @@ var (
 	ErrTooStale = errors.New("staler than the requested max staleness")
 	// ErrShutdown: the node is shutting down.
 	ErrShutdown = errors.New("node shutting down")
+	// ErrGossipPlaintext: the gossip keyring cannot be reloaded because the node started
+	// without a gossip key file (memberlist decides on encryption at start).
+	ErrGossipPlaintext = errors.New("gossip runs without encryption: no key file at start")
+	// ErrGossipKeyNotInstalled: a gossip key was to become primary before being installed.
+	ErrGossipKeyNotInstalled = errors.New("gossip key is not installed on this node: install it first")
+	// ErrGossipKeyFile: the gossip key file could not be written, so the keyring was not
+	// changed (a restart would otherwise undo the change).
+	ErrGossipKeyFile = errors.New("cannot write the gossip key file")
 )
 
 // NotLeaderError details ErrNotLeader.

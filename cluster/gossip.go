@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +21,12 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+
+	"github.com/cairndb/cairn/api/cairnpb"
+	"github.com/cairndb/cairn/internal/tlsutil"
 )
 
 // memberMeta is what a node gossips about itself (memberlist node meta, ≤ 512 bytes).
@@ -97,6 +107,17 @@ func (t *memberTable) alive() []memberMeta {
 	return out
 }
 
+// GossipMembers returns the ids of the members gossip currently considers alive, this node
+// included, sorted. A hint, not the raft configuration: with an encrypted gossip, a node without
+// the key never appears here.
+func (n *Node) GossipMembers() []string {
+	var ids []string
+	for _, m := range n.members.alive() {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
 func (t *memberTable) gossipState(id string) string {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
@@ -172,6 +193,19 @@ func (n *Node) openGossip() error {
 		}
 		mc.AdvertiseAddr, mc.AdvertisePort = a.IP.String(), a.Port
 	}
+	if n.cfg.GossipKeyFile != "" {
+		primary, keys, err := tlsutil.LoadGossipKeys(n.cfg.GossipKeyFile)
+		if err != nil {
+			return fmt.Errorf("cluster: gossip keyring: %w", err)
+		}
+		if mc.Keyring, err = memberlist.NewKeyring(keys, primary); err != nil {
+			return fmt.Errorf("cluster: gossip keyring: %w", err)
+		}
+		n.keyring = mc.Keyring
+		// Both default to true already; set them so that nobody relaxes them by accident: a
+		// member without the key can neither read our gossip nor inject its own.
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	d := &gossipDelegate{meta: meta, t: n.members, log: n.log}
 	n.delegate, n.metaHasState, n.metaReady = d, has, has
 	mc.Delegate, mc.Events = d, d
@@ -182,6 +216,151 @@ func (n *Node) openGossip() error {
 	n.gossipAddr = n.gossip.LocalNode().Address()
 	n.log.Info("gossip started", "gossip_addr", n.gossipAddr)
 	return nil
+}
+
+// ReloadGossipKeys re-reads Config.GossipKeyFile and makes memberlist's keyring match it: every
+// key listed is installed, the first becomes primary, keys no longer listed are removed. On error
+// the keyring is left as it was. A node started without a key file cannot start encrypting
+// (memberlist fixes that at start): that is ErrGossipPlaintext.
+func (n *Node) ReloadGossipKeys() error {
+	n.gossipKeyMu.Lock()
+	defer n.gossipKeyMu.Unlock()
+	if n.cfg.GossipKeyFile == "" || n.keyring == nil {
+		return ErrGossipPlaintext
+	}
+	primary, keys, err := tlsutil.LoadGossipKeys(n.cfg.GossipKeyFile)
+	if err != nil {
+		n.log.Error("gossip key reload failed; keeping the current keyring", "error", err)
+		return fmt.Errorf("cluster: reload gossip keys: %w", err)
+	}
+	if err := n.applyKeyring(primary, keys); err != nil {
+		return err
+	}
+	n.log.Info("gossip keyring reloaded", "keys", len(keys), "primary", GossipKeyFingerprint(primary))
+	return nil
+}
+
+// applyKeyring makes the live keyring hold exactly keys with primary first. Keys are validated
+// before anything changes, so an error leaves the keyring as it was. Caller holds gossipKeyMu.
+func (n *Node) applyKeyring(primary []byte, keys [][]byte) error {
+	for _, k := range keys {
+		if err := memberlist.ValidateKey(k); err != nil {
+			return fmt.Errorf("cluster: gossip key: %w", err)
+		}
+	}
+	kr := n.keyring
+	for _, k := range keys {
+		if err := kr.AddKey(k); err != nil {
+			return fmt.Errorf("cluster: install gossip key: %w", err)
+		}
+	}
+	if err := kr.UseKey(primary); err != nil {
+		return fmt.Errorf("cluster: use gossip key: %w", err)
+	}
+	keep := map[string]bool{}
+	for _, k := range keys {
+		keep[string(k)] = true
+	}
+	// A copy: RemoveKey compacts the keyring's slice in place, under an iteration over it.
+	for _, k := range slices.Clone(kr.GetKeys()) {
+		if !keep[string(k)] {
+			if err := kr.RemoveKey(k); err != nil {
+				return fmt.Errorf("cluster: remove gossip key: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// GossipKeyOp is an operation of ChangeGossipKeys.
+type GossipKeyOp int
+
+// Gossip keyring operations.
+const (
+	// GossipKeyList changes nothing.
+	GossipKeyList GossipKeyOp = iota
+	// GossipKeyInstall adds a key as secondary (decrypts only); a present key is a no-op.
+	GossipKeyInstall
+	// GossipKeyUse makes an installed key primary (encrypts what this node sends).
+	GossipKeyUse
+	// GossipKeyPrune removes every key but the primary.
+	GossipKeyPrune
+)
+
+// GossipKeyring is a node's gossip keyring as fingerprints (GossipKeyFingerprint): keys never
+// leave the node.
+type GossipKeyring struct {
+	// Primary is the fingerprint of the key that encrypts.
+	Primary string
+	// Keys are the fingerprints of every key, primary first.
+	Keys []string
+}
+
+// GossipKeyFingerprint identifies a gossip key without revealing it: the first 8 bytes of its
+// SHA-256, in hex.
+func GossipKeyFingerprint(key []byte) string {
+	sum := sha256.Sum256(key)
+	return hex.EncodeToString(sum[:8])
+}
+
+// ChangeGossipKeys applies op (with key for Install and Use) to this node's keyring and writes
+// the result to Config.GossipKeyFile first, so a restart keeps it and the file watcher agrees.
+// It returns the keyring afterwards. Errors: ErrGossipPlaintext (no keyring),
+// ErrGossipKeyNotInstalled (Use of an unknown key), ErrGossipKeyFile (the file cannot be
+// written; nothing changed).
+func (n *Node) ChangeGossipKeys(op GossipKeyOp, key []byte) (GossipKeyring, error) {
+	n.gossipKeyMu.Lock()
+	defer n.gossipKeyMu.Unlock()
+	if n.cfg.GossipKeyFile == "" || n.keyring == nil {
+		return GossipKeyring{}, ErrGossipPlaintext
+	}
+	keys := slices.Clone(n.keyring.GetKeys())
+	primary := keys[0]
+	has := slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, key) })
+	changed := false
+	switch op {
+	case GossipKeyList:
+	case GossipKeyInstall:
+		if err := memberlist.ValidateKey(key); err != nil {
+			return GossipKeyring{}, fmt.Errorf("cluster: gossip key: %w", err)
+		}
+		if !has {
+			keys, changed = append(keys, key), true
+		}
+	case GossipKeyUse:
+		if !has {
+			return GossipKeyring{}, ErrGossipKeyNotInstalled
+		}
+		changed = !bytes.Equal(primary, key)
+		primary = key
+	case GossipKeyPrune:
+		changed = len(keys) > 1
+		keys = [][]byte{primary}
+	default:
+		return GossipKeyring{}, fmt.Errorf("cluster: unknown gossip key operation %d", op)
+	}
+	if changed {
+		ordered := [][]byte{primary}
+		for _, k := range keys {
+			if !bytes.Equal(k, primary) {
+				ordered = append(ordered, k)
+			}
+		}
+		if err := tlsutil.WriteGossipKeys(n.cfg.GossipKeyFile, ordered); err != nil {
+			n.log.Error("gossip keyring change refused: cannot write the key file", "error", err)
+			return GossipKeyring{}, fmt.Errorf("%w: %w", ErrGossipKeyFile, err)
+		}
+		if err := n.applyKeyring(primary, ordered); err != nil {
+			n.log.Error("gossip keyring change failed after writing the key file", "error", err)
+			return GossipKeyring{}, err
+		}
+		n.log.Info("gossip keyring changed", "op", op, "keys", len(ordered), "primary", GossipKeyFingerprint(primary))
+	}
+	ring := GossipKeyring{Primary: GossipKeyFingerprint(n.keyring.GetPrimaryKey())}
+	for _, k := range n.keyring.GetKeys() {
+		ring.Keys = append(ring.Keys, GossipKeyFingerprint(k))
+	}
+	return ring, nil
 }
 
 func (n *Node) encodeMeta(hasState, ready bool) ([]byte, error) {
@@ -374,6 +553,8 @@ func (n *Node) reconcile() {
 			n.log.Warn("not adding a member that holds another cluster's data", "id", m.ID, "its_cluster", m.Cluster,
 				"cluster", n.ClusterID())
 			continue
+		case !ok && n.cfg.TLS != nil && !n.memberAnswersAs(m):
+			continue // logged there; retried at the next reconcile
 		case !ok:
 			// A node re-using an address under a new id replaces the old entry first (rqlite #2778).
 			for _, old := range servers {
@@ -398,6 +579,59 @@ func (n *Node) reconcile() {
 			n.maybePromote(m)
 		}
 	}
+}
+
+// memberAnswersAs reports whether the member answers its gRPC Status over mutual TLS with a
+// node certificate issued for its own id. The handshake proves the certificate chains to this
+// cluster's CA and names this cluster; the name in it must be the id the member gossips. Gossip
+// alone is not enough to enter raft: the gossip key is shared by every node, so anyone holding a
+// copy could announce themselves.
+//
+// A refused member is asked again only after refuseRecheck, so a stray node holding the gossip
+// key costs one handshake and one warning per interval, not one per membership tick.
+func (n *Node) memberAnswersAs(m memberMeta) bool {
+	if t, ok := n.refusedAt[m.ID]; ok && time.Since(t) < refuseRecheck {
+		return false
+	}
+	ok := n.checkMemberIdentity(m)
+	if ok {
+		delete(n.refusedAt, m.ID)
+	} else {
+		if n.refusedAt == nil {
+			n.refusedAt = map[string]time.Time{}
+		}
+		n.refusedAt[m.ID] = time.Now()
+	}
+	return ok
+}
+
+// refuseRecheck is how long the leader waits before asking a refused gossip member again.
+const refuseRecheck = 10 * time.Second
+
+func (n *Node) checkMemberIdentity(m memberMeta) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := n.peers.client(m.GRPCAddr)
+	var p peer.Peer
+	if err == nil {
+		_, err = c.Status(ctx, &cairnpb.StatusRequest{}, grpc.Peer(&p))
+	}
+	if err != nil {
+		n.log.Warn("not adding gossip member: it does not answer over mutual TLS", "id", m.ID, "grpc_addr", m.GRPCAddr, "error", err)
+		return false
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		n.log.Warn("not adding gossip member: no TLS peer certificate", "id", m.ID)
+		return false
+	}
+	id, err := tlsutil.ParseIdentity(info.State.PeerCertificates[0])
+	if err != nil || id.Role != tlsutil.RoleNode || id.Name != m.ID {
+		n.log.Warn("not adding gossip member: its certificate is not issued for its id", "id", m.ID,
+			"certificate", id.String(), "error", err)
+		return false
+	}
+	return true
 }
 
 // ErrWipedMember: this node has no raft state, yet the cluster's configuration already lists its

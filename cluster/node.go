@@ -28,15 +28,18 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 
-	fsm      *fsm.FSM
-	raft     *raft.Raft
-	store    *raftboltdb.BoltStore
-	trans    *raft.NetworkTransport
-	gossip   *memberlist.Memberlist
-	members  *memberTable
-	verifier *leaderVerifier
-	peers    *peerClients
-	delegate *gossipDelegate
+	fsm     *fsm.FSM
+	raft    *raft.Raft
+	store   *raftboltdb.BoltStore
+	trans   *raft.NetworkTransport
+	gossip  *memberlist.Memberlist
+	keyring *memberlist.Keyring // gossip encryption keys; nil for plaintext gossip
+	// gossipKeyMu serialises keyring changes (reload from the file, admin calls).
+	gossipKeyMu sync.Mutex
+	members     *memberTable
+	verifier    *leaderVerifier
+	peers       *peerClients
+	delegate    *gossipDelegate
 	// gossipAddr is read once at start: memberlist mutates its LocalNode in place on UpdateNode.
 	gossipAddr string
 	// metaHasState mirrors what we gossip as HasState; only the membership loop touches it
@@ -52,6 +55,10 @@ type Node struct {
 	// promoteAt holds, per non-voter id, when it was first seen healthy and caught up.
 	promoteMu sync.Mutex
 	promoteAt map[string]time.Time
+	// refusedAt holds, per gossip member id, when the leader last refused to add it because it
+	// did not prove its identity over mutual TLS (memberAnswersAs); touched only by the
+	// membership loop.
+	refusedAt map[string]time.Time
 	// settings are the reloadable raft settings in force (raft has no getter for them).
 	settingsMu sync.Mutex
 	settings   RaftSettings
@@ -108,7 +115,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.peers = newPeerClients()
+	n.peers = newPeerClients(n.cfg.TLS)
 	if err := n.openGossip(); err != nil {
 		return nil, err
 	}
@@ -159,7 +166,7 @@ func (n *Node) openRaftStores() (raft.SnapshotStore, hclog.Logger, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
-	layer, err := newStreamLayer(n.cfg.RaftBind, n.cfg.RaftAdvertise, n.cfg.Dial)
+	layer, err := newStreamLayer(n.cfg.RaftBind, n.cfg.RaftAdvertise, n.cfg.Dial, n.cfg.TLS, n.log.With("component", "raft-transport"))
 	if err != nil {
 		return nil, nil, err
 	}

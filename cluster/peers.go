@@ -8,19 +8,29 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/cairndb/cairn/api/cairnpb"
+	"github.com/cairndb/cairn/internal/tlsutil"
 )
 
 // peerClients keeps one gRPC connection per member address, for status and promotion checks.
-// TLS comes with the security work; until then connections are plaintext on the cluster network.
+// With TLS they are mutual TLS and accept only node certificates of this cluster; without,
+// plaintext (dev mode).
 type peerClients struct {
+	creds credentials.TransportCredentials
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
-func newPeerClients() *peerClients { return &peerClients{conns: map[string]*grpc.ClientConn{}} }
+func newPeerClients(tl *tlsutil.Loader) *peerClients {
+	creds := insecure.NewCredentials()
+	if tl != nil {
+		creds = credentials.NewTLS(tl.ClientConfig(tlsutil.ProtoGRPC, tlsutil.RoleNode))
+	}
+	return &peerClients{creds: creds, conns: map[string]*grpc.ClientConn{}}
+}
 
 // client returns the Cluster service client of the member at addr.
 func (p *peerClients) client(addr string) (cairnpb.ClusterClient, error) {
@@ -32,7 +42,7 @@ func (p *peerClients) client(addr string) (cairnpb.ClusterClient, error) {
 	cc, ok := p.conns[addr]
 	if !ok {
 		var err error
-		cc, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err = grpc.NewClient(addr, grpc.WithTransportCredentials(p.creds))
 		if err != nil {
 			return nil, fmt.Errorf("cluster: dial member %s: %w", addr, err)
 		}

@@ -2,13 +2,23 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/cairndb/cairn/internal/tlsutil"
 )
+
+// raftHandshakeTimeout bounds the TLS handshake of an accepted raft connection: a peer that
+// connects and sends nothing cannot hold a goroutine longer.
+const raftHandshakeTimeout = 10 * time.Second
 
 // DialFunc opens an outgoing connection for raft traffic. It is the seam where TLS and fault
 // injection (jepsen-lite, tests) plug in.
@@ -16,6 +26,12 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // streamLayer is raft's network layer: our own listener and dialer, so that TLS and test-time fault
 // injection live in one place instead of inside raft's TCP transport.
+//
+// With TLS (Config.TLS), every connection is mutual TLS 1.3 with ALPN "cairn-raft", and both
+// sides must hold a node certificate of this cluster's CA and name. Accepted connections finish
+// their handshake in their own goroutine before Accept hands them to raft: a peer that fails it
+// (another CA, another cluster, a client certificate, plaintext) is logged and closed here and
+// never reaches raft's decoder, and a slow one cannot stall the accept loop.
 //
 // It also owns every connection it accepts or dials: raft's NetworkTransport.Close closes only
 // the listener, leaving pooled outbound connections open and the peers' handler goroutines
@@ -26,13 +42,27 @@ type streamLayer struct {
 	advertise net.Addr
 	dial      DialFunc
 
+	tls       *tlsutil.Loader // nil: plaintext
+	serverTLS *tls.Config
+	clientTLS *tls.Config
+	log       *slog.Logger
+	rejected  atomic.Uint64 // accepted connections whose TLS handshake failed
+	rejectLog *tlsutil.LogLimiter
+
+	accepted  chan net.Conn // handshaken connections, TLS only
+	acceptErr chan error    // the listener's terminal error, TLS only
+	done      chan struct{}
+	wg        sync.WaitGroup
+
 	mu     sync.Mutex
 	conns  map[*trackedConn]struct{}
+	raw    map[net.Conn]struct{} // TLS: accepted connections still handshaking
 	closed bool
 }
 
 // newStreamLayer listens on bind and advertises advertise (bind's address when empty).
-func newStreamLayer(bind, advertise string, dial DialFunc) (*streamLayer, error) {
+// With tl set, connections are mutual TLS (see streamLayer).
+func newStreamLayer(bind, advertise string, dial DialFunc, tl *tlsutil.Loader, log *slog.Logger) (*streamLayer, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft listen on %s: %w", bind, err)
@@ -66,7 +96,19 @@ func newStreamLayer(bind, advertise string, dial DialFunc) (*streamLayer, error)
 		}
 		dial = d.DialContext
 	}
-	return &streamLayer{Listener: ln, advertise: adv, dial: dial, conns: map[*trackedConn]struct{}{}}, nil
+	s := &streamLayer{Listener: ln, advertise: adv, dial: dial, conns: map[*trackedConn]struct{}{}, tls: tl, log: log,
+		done: make(chan struct{})}
+	if tl != nil {
+		s.serverTLS = tl.ServerConfig(tlsutil.ProtoRaft, tlsutil.RoleNode)
+		s.rejectLog = tlsutil.NewLogLimiter(time.Second)
+		s.clientTLS = tl.ClientConfig(tlsutil.ProtoRaft, tlsutil.RoleNode)
+		s.accepted = make(chan net.Conn)
+		s.acceptErr = make(chan error, 1)
+		s.raw = map[net.Conn]struct{}{}
+		s.wg.Add(1)
+		go s.acceptLoop()
+	}
+	return s, nil
 }
 
 // Dial implements raft.StreamLayer.
@@ -77,29 +119,120 @@ func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 	if err != nil {
 		return nil, err
 	}
-	return s.track(c)
-}
-
-// Accept implements net.Listener.
-func (s *streamLayer) Accept() (net.Conn, error) {
-	c, err := s.Listener.Accept()
-	if err != nil {
-		return nil, err
+	if s.clientTLS != nil {
+		tc := tls.Client(c, s.clientTLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("cluster: raft TLS handshake with %s: %w", addr, err)
+		}
+		c = tc
 	}
 	return s.track(c)
 }
 
-// Close closes the listener and every connection still open.
+// Accept implements net.Listener. With TLS it returns only connections whose handshake
+// succeeded.
+func (s *streamLayer) Accept() (net.Conn, error) {
+	if s.tls == nil {
+		c, err := s.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		return s.track(c)
+	}
+	select {
+	case c := <-s.accepted:
+		return c, nil
+	case err := <-s.acceptErr:
+		s.acceptErr <- err // every later Accept sees it too
+		return nil, err
+	case <-s.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// acceptLoop (TLS only) accepts raw connections and handshakes each in its own goroutine.
+func (s *streamLayer) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		c, err := s.Listener.Accept()
+		if err != nil {
+			s.acceptErr <- err
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			continue // the listener is closing: Accept fails next
+		}
+		s.raw[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.handshake(c)
+	}
+}
+
+// handshake finishes the server side of an accepted connection and hands it to Accept.
+func (s *streamLayer) handshake(c net.Conn) {
+	defer s.wg.Done()
+	tc := tls.Server(c, s.serverTLS)
+	ctx, cancel := context.WithTimeout(context.Background(), raftHandshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	s.mu.Lock()
+	delete(s.raw, c)
+	closing := s.closed
+	s.mu.Unlock()
+	if err != nil && closing {
+		c.Close() // cut short by Close: not a refusal
+		return
+	}
+	if err != nil {
+		s.rejected.Add(1)
+		if ok, held := s.rejectLog.Allow(); ok { // a flood of strangers must not flood the log
+			s.log.Warn("raft connection refused: TLS handshake failed", "remote", c.RemoteAddr().String(), "error", err,
+				"similar_since_last_logged", held)
+		}
+		c.Close()
+		return
+	}
+	tracked, err := s.track(tc)
+	if err != nil {
+		return // closed meanwhile; track closed the connection
+	}
+	select {
+	case s.accepted <- tracked:
+	case <-s.done:
+		tracked.Close()
+	}
+}
+
+// Close closes the listener and every connection still open, and waits for the TLS accept and
+// handshake goroutines.
 func (s *streamLayer) Close() error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
-	conns := s.conns
-	s.conns = map[*trackedConn]struct{}{}
+	conns, raw := s.conns, s.raw
+	s.conns, s.raw = map[*trackedConn]struct{}{}, nil
+	close(s.done)
 	s.mu.Unlock()
 	for c := range conns {
-		_ = c.Conn.Close()
+		_ = closeRaw(c.Conn)
 	}
-	return s.Listener.Close()
+	for c := range raw {
+		_ = c.Close()
+	}
+	err := s.Listener.Close()
+	s.wg.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
 }
 
 func (s *streamLayer) track(c net.Conn) (net.Conn, error) {
@@ -124,7 +257,17 @@ func (c *trackedConn) Close() error {
 	c.layer.mu.Lock()
 	delete(c.layer.conns, c)
 	c.layer.mu.Unlock()
-	return c.Conn.Close()
+	return closeRaw(c.Conn)
+}
+
+// closeRaw closes c's TCP connection. A TLS connection is closed underneath, without the
+// close_notify alert: tls.Conn.Close writes it with a 5 s deadline, which would hold raft (and
+// our Close) that long on a frozen peer, and raft's framing does not need it.
+func closeRaw(c net.Conn) error {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn().Close()
+	}
+	return c.Close()
 }
 
 // Addr implements net.Listener with the advertised address, which raft puts in its configuration.

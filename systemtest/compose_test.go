@@ -7,15 +7,17 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/cairndb/cairn/api/cairnpb"
+	"github.com/cairndb/cairn/client"
 )
 
 // composeProject keeps the smoke test's containers and volumes apart from a user's own
@@ -69,9 +71,17 @@ func waitHealthy(t *testing.T, services ...string) {
 }
 
 func TestComposeSmoke(t *testing.T) {
-	mk := exec.Command("make", "-C", "..", "images")
+	mk := exec.Command("make", "-C", "..", "images", "compose-tls")
 	if out, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("make images: %v\n%s", err, out)
+		t.Fatalf("make images compose-tls: %v\n%s", err, out)
+	}
+	// The compose cluster runs with mutual TLS; the host connects with the admin client
+	// certificate `make compose-tls` wrote.
+	tlsDir := filepath.Join("..", ".cairn", "compose-tls")
+	tlsCfg, err := client.LoadTLS(filepath.Join(tlsDir, "ca.crt"), filepath.Join(tlsDir, "client-admin.crt"),
+		filepath.Join(tlsDir, "client-admin.key"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -85,7 +95,7 @@ func TestComposeSmoke(t *testing.T) {
 
 	nodes := map[string]*composeNode{}
 	for i, s := range []string{"node1", "node2", "node3"} {
-		cc, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", 17101+i), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", 17101+i), grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,6 +24,182 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// GossipKeyOp is what GossipKey does.
+type GossipKeyOp int32
+
+const (
+	GossipKeyOp_GOSSIP_KEY_OP_UNSPECIFIED GossipKeyOp = 0
+	// List the keys (as fingerprints); change nothing.
+	GossipKeyOp_GOSSIP_KEY_OP_LIST GossipKeyOp = 1
+	// Add key as a secondary key (decrypts, does not encrypt). Installing a present key is a no-op.
+	GossipKeyOp_GOSSIP_KEY_OP_INSTALL GossipKeyOp = 2
+	// Make key, which must be installed, the primary key (encrypts what this node sends).
+	GossipKeyOp_GOSSIP_KEY_OP_USE GossipKeyOp = 3
+	// Remove every key but the primary.
+	GossipKeyOp_GOSSIP_KEY_OP_PRUNE GossipKeyOp = 4
+)
+
+// Enum value maps for GossipKeyOp.
+var (
+	GossipKeyOp_name = map[int32]string{
+		0: "GOSSIP_KEY_OP_UNSPECIFIED",
+		1: "GOSSIP_KEY_OP_LIST",
+		2: "GOSSIP_KEY_OP_INSTALL",
+		3: "GOSSIP_KEY_OP_USE",
+		4: "GOSSIP_KEY_OP_PRUNE",
+	}
+	GossipKeyOp_value = map[string]int32{
+		"GOSSIP_KEY_OP_UNSPECIFIED": 0,
+		"GOSSIP_KEY_OP_LIST":        1,
+		"GOSSIP_KEY_OP_INSTALL":     2,
+		"GOSSIP_KEY_OP_USE":         3,
+		"GOSSIP_KEY_OP_PRUNE":       4,
+	}
+)
+
+func (x GossipKeyOp) Enum() *GossipKeyOp {
+	p := new(GossipKeyOp)
+	*p = x
+	return p
+}
+
+func (x GossipKeyOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GossipKeyOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_cairn_v1_cluster_proto_enumTypes[0].Descriptor()
+}
+
+func (GossipKeyOp) Type() protoreflect.EnumType {
+	return &file_cairn_v1_cluster_proto_enumTypes[0]
+}
+
+func (x GossipKeyOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GossipKeyOp.Descriptor instead.
+func (GossipKeyOp) EnumDescriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+// GossipKeyRequest names the operation and, for INSTALL and USE, the key.
+type GossipKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Op    GossipKeyOp            `protobuf:"varint,1,opt,name=op,proto3,enum=cairn.v1.GossipKeyOp" json:"op,omitempty"`
+	// The key, base64 (16, 24 or 32 bytes once decoded: AES-128/192/256).
+	Key           string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyRequest) Reset() {
+	*x = GossipKeyRequest{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyRequest) ProtoMessage() {}
+
+func (x *GossipKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyRequest.ProtoReflect.Descriptor instead.
+func (*GossipKeyRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GossipKeyRequest) GetOp() GossipKeyOp {
+	if x != nil {
+		return x.Op
+	}
+	return GossipKeyOp_GOSSIP_KEY_OP_UNSPECIFIED
+}
+
+func (x *GossipKeyRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// GossipKeyResponse is the node's keyring after the operation, as fingerprints: the first 8
+// bytes of the SHA-256 of each key, in hex. Keys themselves never leave the node.
+type GossipKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Primary       string                 `protobuf:"bytes,2,opt,name=primary,proto3" json:"primary,omitempty"`
+	Keys          []string               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyResponse) Reset() {
+	*x = GossipKeyResponse{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyResponse) ProtoMessage() {}
+
+func (x *GossipKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyResponse.ProtoReflect.Descriptor instead.
+func (*GossipKeyResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GossipKeyResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GossipKeyResponse) GetPrimary() string {
+	if x != nil {
+		return x.Primary
+	}
+	return ""
+}
+
+func (x *GossipKeyResponse) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 // AddServerRequest names the server to add.
 type AddServerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -36,7 +212,7 @@ type AddServerRequest struct {
 
 func (x *AddServerRequest) Reset() {
 	*x = AddServerRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[0]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +224,7 @@ func (x *AddServerRequest) String() string {
 func (*AddServerRequest) ProtoMessage() {}
 
 func (x *AddServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[0]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +237,7 @@ func (x *AddServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddServerRequest.ProtoReflect.Descriptor instead.
 func (*AddServerRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *AddServerRequest) GetId() string {
@@ -94,7 +270,7 @@ type AddServerResponse struct {
 
 func (x *AddServerResponse) Reset() {
 	*x = AddServerResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[1]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -106,7 +282,7 @@ func (x *AddServerResponse) String() string {
 func (*AddServerResponse) ProtoMessage() {}
 
 func (x *AddServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[1]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -119,7 +295,7 @@ func (x *AddServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddServerResponse.ProtoReflect.Descriptor instead.
 func (*AddServerResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
 // RemoveServerRequest names the server to remove.
@@ -132,7 +308,7 @@ type RemoveServerRequest struct {
 
 func (x *RemoveServerRequest) Reset() {
 	*x = RemoveServerRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[2]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -144,7 +320,7 @@ func (x *RemoveServerRequest) String() string {
 func (*RemoveServerRequest) ProtoMessage() {}
 
 func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[2]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -157,7 +333,7 @@ func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServerRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RemoveServerRequest) GetId() string {
@@ -176,7 +352,7 @@ type RemoveServerResponse struct {
 
 func (x *RemoveServerResponse) Reset() {
 	*x = RemoveServerResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[3]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -188,7 +364,7 @@ func (x *RemoveServerResponse) String() string {
 func (*RemoveServerResponse) ProtoMessage() {}
 
 func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[3]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -201,7 +377,7 @@ func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServerResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 // PromoteRequest names the non-voter to promote.
@@ -214,7 +390,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[4]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +402,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[4]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +415,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PromoteRequest) GetId() string {
@@ -258,7 +434,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[5]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +446,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[5]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +459,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 // DemoteRequest names the voter to demote.
@@ -296,7 +472,7 @@ type DemoteRequest struct {
 
 func (x *DemoteRequest) Reset() {
 	*x = DemoteRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[6]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -308,7 +484,7 @@ func (x *DemoteRequest) String() string {
 func (*DemoteRequest) ProtoMessage() {}
 
 func (x *DemoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[6]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -321,7 +497,7 @@ func (x *DemoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemoteRequest.ProtoReflect.Descriptor instead.
 func (*DemoteRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DemoteRequest) GetId() string {
@@ -340,7 +516,7 @@ type DemoteResponse struct {
 
 func (x *DemoteResponse) Reset() {
 	*x = DemoteResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[7]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +528,7 @@ func (x *DemoteResponse) String() string {
 func (*DemoteResponse) ProtoMessage() {}
 
 func (x *DemoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[7]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +541,7 @@ func (x *DemoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemoteResponse.ProtoReflect.Descriptor instead.
 func (*DemoteResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 // TransferLeaderRequest optionally names the new leader.
@@ -379,7 +555,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[8]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +567,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[8]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +580,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TransferLeaderRequest) GetToId() string {
@@ -423,7 +599,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[9]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +611,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[9]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +624,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 // SnapshotRequest asks for a snapshot now.
@@ -460,7 +636,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[10]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +648,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[10]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +661,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 // SnapshotResponse describes the snapshot taken.
@@ -502,7 +678,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[11]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +690,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[11]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +703,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{11}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SnapshotResponse) GetId() string {
@@ -579,7 +755,7 @@ type RaftConfig struct {
 
 func (x *RaftConfig) Reset() {
 	*x = RaftConfig{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[12]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +767,7 @@ func (x *RaftConfig) String() string {
 func (*RaftConfig) ProtoMessage() {}
 
 func (x *RaftConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[12]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +780,7 @@ func (x *RaftConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftConfig.ProtoReflect.Descriptor instead.
 func (*RaftConfig) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{12}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RaftConfig) GetTrailingLogs() uint64 {
@@ -651,7 +827,7 @@ type GetRaftConfigRequest struct {
 
 func (x *GetRaftConfigRequest) Reset() {
 	*x = GetRaftConfigRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[13]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +839,7 @@ func (x *GetRaftConfigRequest) String() string {
 func (*GetRaftConfigRequest) ProtoMessage() {}
 
 func (x *GetRaftConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[13]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +852,7 @@ func (x *GetRaftConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRaftConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetRaftConfigRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{13}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 // GetRaftConfigResponse holds them.
@@ -690,7 +866,7 @@ type GetRaftConfigResponse struct {
 
 func (x *GetRaftConfigResponse) Reset() {
 	*x = GetRaftConfigResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[14]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +878,7 @@ func (x *GetRaftConfigResponse) String() string {
 func (*GetRaftConfigResponse) ProtoMessage() {}
 
 func (x *GetRaftConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[14]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +891,7 @@ func (x *GetRaftConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRaftConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetRaftConfigResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{14}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetRaftConfigResponse) GetNodeId() string {
@@ -742,7 +918,7 @@ type SetRaftConfigRequest struct {
 
 func (x *SetRaftConfigRequest) Reset() {
 	*x = SetRaftConfigRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[15]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +930,7 @@ func (x *SetRaftConfigRequest) String() string {
 func (*SetRaftConfigRequest) ProtoMessage() {}
 
 func (x *SetRaftConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[15]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +943,7 @@ func (x *SetRaftConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRaftConfigRequest.ProtoReflect.Descriptor instead.
 func (*SetRaftConfigRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{15}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetRaftConfigRequest) GetConfig() *RaftConfig {
@@ -788,7 +964,7 @@ type SetRaftConfigResponse struct {
 
 func (x *SetRaftConfigResponse) Reset() {
 	*x = SetRaftConfigResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[16]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +976,7 @@ func (x *SetRaftConfigResponse) String() string {
 func (*SetRaftConfigResponse) ProtoMessage() {}
 
 func (x *SetRaftConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[16]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +989,7 @@ func (x *SetRaftConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRaftConfigResponse.ProtoReflect.Descriptor instead.
 func (*SetRaftConfigResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{16}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetRaftConfigResponse) GetNodeId() string {
@@ -841,7 +1017,7 @@ type DigestRequest struct {
 
 func (x *DigestRequest) Reset() {
 	*x = DigestRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[17]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +1029,7 @@ func (x *DigestRequest) String() string {
 func (*DigestRequest) ProtoMessage() {}
 
 func (x *DigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[17]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +1042,7 @@ func (x *DigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestRequest.ProtoReflect.Descriptor instead.
 func (*DigestRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{17}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DigestRequest) GetUpToPosition() uint64 {
@@ -891,7 +1067,7 @@ type DigestResponse struct {
 
 func (x *DigestResponse) Reset() {
 	*x = DigestResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[18]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1079,7 @@ func (x *DigestResponse) String() string {
 func (*DigestResponse) ProtoMessage() {}
 
 func (x *DigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[18]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1092,7 @@ func (x *DigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestResponse.ProtoReflect.Descriptor instead.
 func (*DigestResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{18}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DigestResponse) GetNodeId() string {
@@ -958,7 +1134,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[19]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1146,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[19]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1159,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{19}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StatusRequest) GetWithMemberLag() bool {
@@ -1014,7 +1190,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[20]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1202,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[20]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1215,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{20}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Member) GetId() string {
@@ -1118,7 +1294,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[21]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1306,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[21]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1319,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{21}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -1227,7 +1403,14 @@ var File_cairn_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x16cairn/v1/cluster.proto\x12\bcairn.v1\x1a\x1egoogle/protobuf/duration.proto\"[\n" +
+	"\x16cairn/v1/cluster.proto\x12\bcairn.v1\x1a\x1egoogle/protobuf/duration.proto\"K\n" +
+	"\x10GossipKeyRequest\x12%\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x15.cairn.v1.GossipKeyOpR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\"Z\n" +
+	"\x11GossipKeyResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\aprimary\x18\x02 \x01(\tR\aprimary\x12\x12\n" +
+	"\x04keys\x18\x03 \x03(\tR\x04keys\"[\n" +
 	"\x10AddServerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x14\n" +
@@ -1299,7 +1482,13 @@ const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\flast_contact\x18\t \x01(\v2\x19.google.protobuf.DurationR\vlastContact\x12*\n" +
 	"\amembers\x18\n" +
 	" \x03(\v2\x10.cairn.v1.MemberR\amembers\x12\x18\n" +
-	"\aversion\x18\v \x01(\tR\aversion2\xd1\x05\n" +
+	"\aversion\x18\v \x01(\tR\aversion*\x8f\x01\n" +
+	"\vGossipKeyOp\x12\x1d\n" +
+	"\x19GOSSIP_KEY_OP_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12GOSSIP_KEY_OP_LIST\x10\x01\x12\x19\n" +
+	"\x15GOSSIP_KEY_OP_INSTALL\x10\x02\x12\x15\n" +
+	"\x11GOSSIP_KEY_OP_USE\x10\x03\x12\x17\n" +
+	"\x13GOSSIP_KEY_OP_PRUNE\x10\x042\x97\x06\n" +
 	"\aCluster\x12;\n" +
 	"\x06Status\x12\x17.cairn.v1.StatusRequest\x1a\x18.cairn.v1.StatusResponse\x12;\n" +
 	"\x06Digest\x12\x17.cairn.v1.DigestRequest\x1a\x18.cairn.v1.DigestResponse\x12D\n" +
@@ -1310,7 +1499,8 @@ const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\x0eTransferLeader\x12\x1f.cairn.v1.TransferLeaderRequest\x1a .cairn.v1.TransferLeaderResponse\x12A\n" +
 	"\bSnapshot\x12\x19.cairn.v1.SnapshotRequest\x1a\x1a.cairn.v1.SnapshotResponse\x12P\n" +
 	"\rGetRaftConfig\x12\x1e.cairn.v1.GetRaftConfigRequest\x1a\x1f.cairn.v1.GetRaftConfigResponse\x12P\n" +
-	"\rSetRaftConfig\x12\x1e.cairn.v1.SetRaftConfigRequest\x1a\x1f.cairn.v1.SetRaftConfigResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
+	"\rSetRaftConfig\x12\x1e.cairn.v1.SetRaftConfigRequest\x1a\x1f.cairn.v1.SetRaftConfigResponse\x12D\n" +
+	"\tGossipKey\x12\x1a.cairn.v1.GossipKeyRequest\x1a\x1b.cairn.v1.GossipKeyResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
 
 var (
 	file_cairn_v1_cluster_proto_rawDescOnce sync.Once
@@ -1324,67 +1514,74 @@ func file_cairn_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_cairn_v1_cluster_proto_rawDescData
 }
 
-var file_cairn_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_cairn_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_cairn_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_cairn_v1_cluster_proto_goTypes = []any{
-	(*AddServerRequest)(nil),       // 0: cairn.v1.AddServerRequest
-	(*AddServerResponse)(nil),      // 1: cairn.v1.AddServerResponse
-	(*RemoveServerRequest)(nil),    // 2: cairn.v1.RemoveServerRequest
-	(*RemoveServerResponse)(nil),   // 3: cairn.v1.RemoveServerResponse
-	(*PromoteRequest)(nil),         // 4: cairn.v1.PromoteRequest
-	(*PromoteResponse)(nil),        // 5: cairn.v1.PromoteResponse
-	(*DemoteRequest)(nil),          // 6: cairn.v1.DemoteRequest
-	(*DemoteResponse)(nil),         // 7: cairn.v1.DemoteResponse
-	(*TransferLeaderRequest)(nil),  // 8: cairn.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 9: cairn.v1.TransferLeaderResponse
-	(*SnapshotRequest)(nil),        // 10: cairn.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),       // 11: cairn.v1.SnapshotResponse
-	(*RaftConfig)(nil),             // 12: cairn.v1.RaftConfig
-	(*GetRaftConfigRequest)(nil),   // 13: cairn.v1.GetRaftConfigRequest
-	(*GetRaftConfigResponse)(nil),  // 14: cairn.v1.GetRaftConfigResponse
-	(*SetRaftConfigRequest)(nil),   // 15: cairn.v1.SetRaftConfigRequest
-	(*SetRaftConfigResponse)(nil),  // 16: cairn.v1.SetRaftConfigResponse
-	(*DigestRequest)(nil),          // 17: cairn.v1.DigestRequest
-	(*DigestResponse)(nil),         // 18: cairn.v1.DigestResponse
-	(*StatusRequest)(nil),          // 19: cairn.v1.StatusRequest
-	(*Member)(nil),                 // 20: cairn.v1.Member
-	(*StatusResponse)(nil),         // 21: cairn.v1.StatusResponse
-	(*durationpb.Duration)(nil),    // 22: google.protobuf.Duration
+	(GossipKeyOp)(0),               // 0: cairn.v1.GossipKeyOp
+	(*GossipKeyRequest)(nil),       // 1: cairn.v1.GossipKeyRequest
+	(*GossipKeyResponse)(nil),      // 2: cairn.v1.GossipKeyResponse
+	(*AddServerRequest)(nil),       // 3: cairn.v1.AddServerRequest
+	(*AddServerResponse)(nil),      // 4: cairn.v1.AddServerResponse
+	(*RemoveServerRequest)(nil),    // 5: cairn.v1.RemoveServerRequest
+	(*RemoveServerResponse)(nil),   // 6: cairn.v1.RemoveServerResponse
+	(*PromoteRequest)(nil),         // 7: cairn.v1.PromoteRequest
+	(*PromoteResponse)(nil),        // 8: cairn.v1.PromoteResponse
+	(*DemoteRequest)(nil),          // 9: cairn.v1.DemoteRequest
+	(*DemoteResponse)(nil),         // 10: cairn.v1.DemoteResponse
+	(*TransferLeaderRequest)(nil),  // 11: cairn.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 12: cairn.v1.TransferLeaderResponse
+	(*SnapshotRequest)(nil),        // 13: cairn.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),       // 14: cairn.v1.SnapshotResponse
+	(*RaftConfig)(nil),             // 15: cairn.v1.RaftConfig
+	(*GetRaftConfigRequest)(nil),   // 16: cairn.v1.GetRaftConfigRequest
+	(*GetRaftConfigResponse)(nil),  // 17: cairn.v1.GetRaftConfigResponse
+	(*SetRaftConfigRequest)(nil),   // 18: cairn.v1.SetRaftConfigRequest
+	(*SetRaftConfigResponse)(nil),  // 19: cairn.v1.SetRaftConfigResponse
+	(*DigestRequest)(nil),          // 20: cairn.v1.DigestRequest
+	(*DigestResponse)(nil),         // 21: cairn.v1.DigestResponse
+	(*StatusRequest)(nil),          // 22: cairn.v1.StatusRequest
+	(*Member)(nil),                 // 23: cairn.v1.Member
+	(*StatusResponse)(nil),         // 24: cairn.v1.StatusResponse
+	(*durationpb.Duration)(nil),    // 25: google.protobuf.Duration
 }
 var file_cairn_v1_cluster_proto_depIdxs = []int32{
-	22, // 0: cairn.v1.SnapshotResponse.duration:type_name -> google.protobuf.Duration
-	22, // 1: cairn.v1.RaftConfig.snapshot_interval:type_name -> google.protobuf.Duration
-	22, // 2: cairn.v1.RaftConfig.heartbeat_timeout:type_name -> google.protobuf.Duration
-	22, // 3: cairn.v1.RaftConfig.election_timeout:type_name -> google.protobuf.Duration
-	12, // 4: cairn.v1.GetRaftConfigResponse.config:type_name -> cairn.v1.RaftConfig
-	12, // 5: cairn.v1.SetRaftConfigRequest.config:type_name -> cairn.v1.RaftConfig
-	12, // 6: cairn.v1.SetRaftConfigResponse.config:type_name -> cairn.v1.RaftConfig
-	22, // 7: cairn.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
-	20, // 8: cairn.v1.StatusResponse.members:type_name -> cairn.v1.Member
-	19, // 9: cairn.v1.Cluster.Status:input_type -> cairn.v1.StatusRequest
-	17, // 10: cairn.v1.Cluster.Digest:input_type -> cairn.v1.DigestRequest
-	0,  // 11: cairn.v1.Cluster.AddServer:input_type -> cairn.v1.AddServerRequest
-	2,  // 12: cairn.v1.Cluster.RemoveServer:input_type -> cairn.v1.RemoveServerRequest
-	4,  // 13: cairn.v1.Cluster.Promote:input_type -> cairn.v1.PromoteRequest
-	6,  // 14: cairn.v1.Cluster.Demote:input_type -> cairn.v1.DemoteRequest
-	8,  // 15: cairn.v1.Cluster.TransferLeader:input_type -> cairn.v1.TransferLeaderRequest
-	10, // 16: cairn.v1.Cluster.Snapshot:input_type -> cairn.v1.SnapshotRequest
-	13, // 17: cairn.v1.Cluster.GetRaftConfig:input_type -> cairn.v1.GetRaftConfigRequest
-	15, // 18: cairn.v1.Cluster.SetRaftConfig:input_type -> cairn.v1.SetRaftConfigRequest
-	21, // 19: cairn.v1.Cluster.Status:output_type -> cairn.v1.StatusResponse
-	18, // 20: cairn.v1.Cluster.Digest:output_type -> cairn.v1.DigestResponse
-	1,  // 21: cairn.v1.Cluster.AddServer:output_type -> cairn.v1.AddServerResponse
-	3,  // 22: cairn.v1.Cluster.RemoveServer:output_type -> cairn.v1.RemoveServerResponse
-	5,  // 23: cairn.v1.Cluster.Promote:output_type -> cairn.v1.PromoteResponse
-	7,  // 24: cairn.v1.Cluster.Demote:output_type -> cairn.v1.DemoteResponse
-	9,  // 25: cairn.v1.Cluster.TransferLeader:output_type -> cairn.v1.TransferLeaderResponse
-	11, // 26: cairn.v1.Cluster.Snapshot:output_type -> cairn.v1.SnapshotResponse
-	14, // 27: cairn.v1.Cluster.GetRaftConfig:output_type -> cairn.v1.GetRaftConfigResponse
-	16, // 28: cairn.v1.Cluster.SetRaftConfig:output_type -> cairn.v1.SetRaftConfigResponse
-	19, // [19:29] is the sub-list for method output_type
-	9,  // [9:19] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	0,  // 0: cairn.v1.GossipKeyRequest.op:type_name -> cairn.v1.GossipKeyOp
+	25, // 1: cairn.v1.SnapshotResponse.duration:type_name -> google.protobuf.Duration
+	25, // 2: cairn.v1.RaftConfig.snapshot_interval:type_name -> google.protobuf.Duration
+	25, // 3: cairn.v1.RaftConfig.heartbeat_timeout:type_name -> google.protobuf.Duration
+	25, // 4: cairn.v1.RaftConfig.election_timeout:type_name -> google.protobuf.Duration
+	15, // 5: cairn.v1.GetRaftConfigResponse.config:type_name -> cairn.v1.RaftConfig
+	15, // 6: cairn.v1.SetRaftConfigRequest.config:type_name -> cairn.v1.RaftConfig
+	15, // 7: cairn.v1.SetRaftConfigResponse.config:type_name -> cairn.v1.RaftConfig
+	25, // 8: cairn.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
+	23, // 9: cairn.v1.StatusResponse.members:type_name -> cairn.v1.Member
+	22, // 10: cairn.v1.Cluster.Status:input_type -> cairn.v1.StatusRequest
+	20, // 11: cairn.v1.Cluster.Digest:input_type -> cairn.v1.DigestRequest
+	3,  // 12: cairn.v1.Cluster.AddServer:input_type -> cairn.v1.AddServerRequest
+	5,  // 13: cairn.v1.Cluster.RemoveServer:input_type -> cairn.v1.RemoveServerRequest
+	7,  // 14: cairn.v1.Cluster.Promote:input_type -> cairn.v1.PromoteRequest
+	9,  // 15: cairn.v1.Cluster.Demote:input_type -> cairn.v1.DemoteRequest
+	11, // 16: cairn.v1.Cluster.TransferLeader:input_type -> cairn.v1.TransferLeaderRequest
+	13, // 17: cairn.v1.Cluster.Snapshot:input_type -> cairn.v1.SnapshotRequest
+	16, // 18: cairn.v1.Cluster.GetRaftConfig:input_type -> cairn.v1.GetRaftConfigRequest
+	18, // 19: cairn.v1.Cluster.SetRaftConfig:input_type -> cairn.v1.SetRaftConfigRequest
+	1,  // 20: cairn.v1.Cluster.GossipKey:input_type -> cairn.v1.GossipKeyRequest
+	24, // 21: cairn.v1.Cluster.Status:output_type -> cairn.v1.StatusResponse
+	21, // 22: cairn.v1.Cluster.Digest:output_type -> cairn.v1.DigestResponse
+	4,  // 23: cairn.v1.Cluster.AddServer:output_type -> cairn.v1.AddServerResponse
+	6,  // 24: cairn.v1.Cluster.RemoveServer:output_type -> cairn.v1.RemoveServerResponse
+	8,  // 25: cairn.v1.Cluster.Promote:output_type -> cairn.v1.PromoteResponse
+	10, // 26: cairn.v1.Cluster.Demote:output_type -> cairn.v1.DemoteResponse
+	12, // 27: cairn.v1.Cluster.TransferLeader:output_type -> cairn.v1.TransferLeaderResponse
+	14, // 28: cairn.v1.Cluster.Snapshot:output_type -> cairn.v1.SnapshotResponse
+	17, // 29: cairn.v1.Cluster.GetRaftConfig:output_type -> cairn.v1.GetRaftConfigResponse
+	19, // 30: cairn.v1.Cluster.SetRaftConfig:output_type -> cairn.v1.SetRaftConfigResponse
+	2,  // 31: cairn.v1.Cluster.GossipKey:output_type -> cairn.v1.GossipKeyResponse
+	21, // [21:32] is the sub-list for method output_type
+	10, // [10:21] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_cluster_proto_init() }
@@ -1397,13 +1594,14 @@ func file_cairn_v1_cluster_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_cluster_proto_rawDesc), len(file_cairn_v1_cluster_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   22,
+			NumEnums:      1,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_cairn_v1_cluster_proto_goTypes,
 		DependencyIndexes: file_cairn_v1_cluster_proto_depIdxs,
+		EnumInfos:         file_cairn_v1_cluster_proto_enumTypes,
 		MessageInfos:      file_cairn_v1_cluster_proto_msgTypes,
 	}.Build()
 	File_cairn_v1_cluster_proto = out.File

@@ -31,6 +31,7 @@ const (
 	Cluster_Snapshot_FullMethodName       = "/cairn.v1.Cluster/Snapshot"
 	Cluster_GetRaftConfig_FullMethodName  = "/cairn.v1.Cluster/GetRaftConfig"
 	Cluster_SetRaftConfig_FullMethodName  = "/cairn.v1.Cluster/SetRaftConfig"
+	Cluster_GossipKey_FullMethodName      = "/cairn.v1.Cluster/GossipKey"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -62,6 +63,11 @@ type ClusterClient interface {
 	// SetRaftConfig changes the receiving node's reloadable raft settings (zero fields keep
 	// their value); each node has its own, so set them on every node.
 	SetRaftConfig(ctx context.Context, in *SetRaftConfigRequest, opts ...grpc.CallOption) (*SetRaftConfigResponse, error)
+	// GossipKey lists or changes the receiving node's gossip keyring (memberlist encryption) and
+	// writes the result to its gossip key file, so a restart keeps it. Each node has its own:
+	// `cairnctl tls rotate-gossip-key` rotates cluster-wide by installing the new key on every
+	// member, then making it primary on every member, then pruning the old keys on every member.
+	GossipKey(ctx context.Context, in *GossipKeyRequest, opts ...grpc.CallOption) (*GossipKeyResponse, error)
 }
 
 type clusterClient struct {
@@ -172,6 +178,16 @@ func (c *clusterClient) SetRaftConfig(ctx context.Context, in *SetRaftConfigRequ
 	return out, nil
 }
 
+func (c *clusterClient) GossipKey(ctx context.Context, in *GossipKeyRequest, opts ...grpc.CallOption) (*GossipKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GossipKeyResponse)
+	err := c.cc.Invoke(ctx, Cluster_GossipKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -201,6 +217,11 @@ type ClusterServer interface {
 	// SetRaftConfig changes the receiving node's reloadable raft settings (zero fields keep
 	// their value); each node has its own, so set them on every node.
 	SetRaftConfig(context.Context, *SetRaftConfigRequest) (*SetRaftConfigResponse, error)
+	// GossipKey lists or changes the receiving node's gossip keyring (memberlist encryption) and
+	// writes the result to its gossip key file, so a restart keeps it. Each node has its own:
+	// `cairnctl tls rotate-gossip-key` rotates cluster-wide by installing the new key on every
+	// member, then making it primary on every member, then pruning the old keys on every member.
+	GossipKey(context.Context, *GossipKeyRequest) (*GossipKeyResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -240,6 +261,9 @@ func (UnimplementedClusterServer) GetRaftConfig(context.Context, *GetRaftConfigR
 }
 func (UnimplementedClusterServer) SetRaftConfig(context.Context, *SetRaftConfigRequest) (*SetRaftConfigResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetRaftConfig not implemented")
+}
+func (UnimplementedClusterServer) GossipKey(context.Context, *GossipKeyRequest) (*GossipKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GossipKey not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -442,6 +466,24 @@ func _Cluster_SetRaftConfig_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_GossipKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GossipKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).GossipKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_GossipKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).GossipKey(ctx, req.(*GossipKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -488,6 +530,10 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetRaftConfig",
 			Handler:    _Cluster_SetRaftConfig_Handler,
+		},
+		{
+			MethodName: "GossipKey",
+			Handler:    _Cluster_GossipKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -249,14 +249,16 @@ func TestCLIAgainstCluster(t *testing.T) {
 
 	t.Run("StatusAndMembers", func(t *testing.T) {
 		out := ok(t, at(follower.Addr, "status")...)
-		for _, want := range []string{"NODE", follower.ID(), "ROLE", "follower", "LEADER", leader.ID() + " (" + leader.Addr + ")", "APPLIED INDEX", "LAST CONTACT"} {
+		for _, want := range []string{"NODE", follower.ID(), "ROLE", "follower", "LEADER", leader.ID() + " (" + leader.Addr + ")", "APPLIED INDEX", "LAST CONTACT",
+			"SECURITY", "INSECURE dev mode"} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("status lacks %q:\n%s", want, out)
 			}
 		}
 		out = ok(t, at(leader.Addr, "--json", "status")...)
 		var st statusJSON
-		if err := json.Unmarshal([]byte(out), &st); err != nil || st.NodeID != leader.ID() || st.Role != "leader" || len(st.Members) != 3 || st.LastContact != "" {
+		if err := json.Unmarshal([]byte(out), &st); err != nil || st.NodeID != leader.ID() || st.Role != "leader" || len(st.Members) != 3 || st.LastContact != "" ||
+			!strings.HasPrefix(st.Security, "INSECURE dev mode") {
 			t.Fatalf("status --json: %v\n%s", err, out)
 		}
 		// The first address that answers is asked: a dead first address is skipped.

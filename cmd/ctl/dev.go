@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cairndb/cairn/client"
+	"github.com/cairndb/cairn/internal/tlsutil"
 )
 
 // devNodes is the size of the dev cluster.
@@ -29,6 +30,9 @@ type devFlags struct {
 	logLevel    string
 	waitTimeout time.Duration
 	stopTimeout time.Duration
+	tlsDir      string
+	clusterName string
+	insecure    bool
 }
 
 // devNode is one cairnd process of the dev cluster.
@@ -53,7 +57,10 @@ The command waits until a leader is elected, prints the addresses and an example
 runs until Ctrl-C or SIGTERM, which stops every node (SIGTERM, then SIGKILL after
 --stop-timeout). A node that dies is reported.
 
-The nodes run without TLS or authentication: for development only.
+The nodes run with mutual TLS: the command first runs the equivalent of 'cairnctl tls init' into
+--tls-dir (default <data>/tls; the CA and gossip key are kept across runs) and prints the
+CAIRN_CA/CAIRN_CERT/CAIRN_KEY settings that let cairnctl talk to the cluster. --insecure runs the
+nodes in INSECURE dev mode instead (cairnd --dev-insecure: plaintext, no TLS).
 
 cairnd is taken from --cairnd, else from the directory of the cairnctl executable, else from
 PATH.`,
@@ -70,6 +77,9 @@ PATH.`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "nodes' log level: debug, info, warn or error")
 	fl.DurationVar(&f.waitTimeout, "wait-timeout", time.Minute, "how long to wait for a leader before giving up")
 	fl.DurationVar(&f.stopTimeout, "stop-timeout", 10*time.Second, "how long nodes may take to stop after SIGTERM before SIGKILL")
+	fl.StringVar(&f.tlsDir, "tls-dir", "", "folder of the cluster's TLS material (default <data>/tls)")
+	fl.StringVar(&f.clusterName, "cluster-name", "dev", "cluster name in the certificates")
+	fl.BoolVar(&f.insecure, "insecure", false, "run the nodes in INSECURE dev mode (no TLS) instead")
 	return cmd
 }
 
@@ -102,8 +112,11 @@ func (a *app) runDev(ctx context.Context, f *devFlags) error {
 	if err != nil {
 		return err
 	}
+	if f.tlsDir == "" {
+		f.tlsDir = filepath.Join(f.dataDir, "tls")
+	}
 	nodes := make([]*devNode, devNodes)
-	var joins []string
+	var joins, names []string
 	for i := range nodes {
 		n := i + 1
 		nodes[i] = &devNode{
@@ -115,6 +128,19 @@ func (a *app) runDev(ctx context.Context, f *devFlags) error {
 			exited: make(chan struct{}),
 		}
 		joins = append(joins, nodes[i].gossip)
+		names = append(names, nodes[i].name)
+	}
+	var clientTLS tlsutil.Files
+	if !f.insecure {
+		if err := tlsutil.ValidClusterName(f.clusterName); err != nil {
+			return usagef("--cluster-name: %w", err)
+		}
+		if err := tlsutil.WriteDev(tlsutil.DevOptions{Dir: f.tlsDir, Cluster: f.clusterName, Nodes: names,
+			Hosts: []string{"127.0.0.1", "localhost"}, Clients: []string{"admin"}}); err != nil {
+			return fmt.Errorf("TLS material: %w", err)
+		}
+		clientTLS = tlsutil.ClientFiles(f.tlsDir, "admin")
+		a.tls = clientTLS
 	}
 	var outMu sync.Mutex
 	for _, n := range nodes {
@@ -123,7 +149,13 @@ func (a *app) runDev(ctx context.Context, f *devFlags) error {
 			return fmt.Errorf("data directory: %w", err)
 		}
 		n.out = &prefixWriter{mu: &outMu, w: a.io.out, prefix: fmt.Sprintf("%-5s | ", n.name)}
-		n.cmd = exec.Command(bin,
+		security := []string{"--dev-insecure"}
+		if !f.insecure {
+			nf := tlsutil.NodeFiles(f.tlsDir, n.name)
+			security = []string{"--tls-ca", nf.CA, "--tls-cert", nf.Cert, "--tls-key", nf.Key,
+				"--cluster-name", f.clusterName, "--gossip-key-file", filepath.Join(f.tlsDir, tlsutil.GossipKeyFile)}
+		}
+		n.cmd = exec.Command(bin, append([]string{
 			"--node-id", n.name,
 			"--data-dir", n.dir,
 			"--grpc-bind", n.grpc, "--grpc-advertise", n.grpc,
@@ -133,7 +165,7 @@ func (a *app) runDev(ctx context.Context, f *devFlags) error {
 			"--bootstrap-expect", fmt.Sprint(devNodes),
 			"--log-format", "text",
 			"--log-level", f.logLevel,
-		)
+		}, security...)...)
 		n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
 		ownProcessGroup(n.cmd)
 		if err := n.cmd.Start(); err != nil {
@@ -157,11 +189,20 @@ func (a *app) runDev(ctx context.Context, f *devFlags) error {
 		return err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\ncairnctl dev: cluster is up, leader %s. No TLS, no authentication: development only.\n", leader)
+	if f.insecure {
+		fmt.Fprintf(&b, "\ncairnctl dev: cluster is up, leader %s. INSECURE dev mode: no TLS, no authentication.\n", leader)
+	} else {
+		fmt.Fprintf(&b, "\ncairnctl dev: cluster is up, leader %s. Mutual TLS on every channel (cluster %q, material in %s).\n",
+			leader, f.clusterName, f.tlsDir)
+	}
 	for _, n := range nodes {
 		fmt.Fprintf(&b, "  %s  grpc %s  raft %s  gossip %s  data %s\n", n.name, n.grpc, n.raft, n.gossip, n.dir)
 	}
-	fmt.Fprintf(&b, "Try:\n  cairnctl --addr %s append orders-1 --type OrderPlaced --data '{\"id\":1}'\n", nodes[0].grpc)
+	fmt.Fprintf(&b, "Try:\n")
+	if !f.insecure {
+		fmt.Fprintf(&b, "  export CAIRN_CA=%s CAIRN_CERT=%s CAIRN_KEY=%s\n", clientTLS.CA, clientTLS.Cert, clientTLS.Key)
+	}
+	fmt.Fprintf(&b, "  cairnctl --addr %s append orders-1 --type OrderPlaced --data '{\"id\":1}'\n", nodes[0].grpc)
 	fmt.Fprintf(&b, "Press Ctrl-C to stop.\n\n")
 	a.say(&outMu, "%s", b.String())
 
@@ -225,7 +266,11 @@ func (a *app) waitDevLeader(ctx context.Context, nodes []*devNode, timeout time.
 	for i, n := range nodes {
 		addrs[i] = n.grpc
 	}
-	c, err := client.New(addrs, append(a.clientOptions(), client.WithLeaderRouting(false))...)
+	opts, err := a.clientOptions()
+	if err != nil {
+		return "", err
+	}
+	c, err := client.New(addrs, append(opts, client.WithLeaderRouting(false))...)
 	if err != nil {
 		return "", err
 	}

@@ -140,14 +140,22 @@ func TestDevRunsAClusterAndStopsIt(t *testing.T) {
 
 	addr := fmt.Sprintf("127.0.0.1:%d", base+1)
 	all := fmt.Sprintf("%s,127.0.0.1:%d,127.0.0.1:%d", addr, base+2, base+3)
-	ok(t, "--addr", addr, "--timeout", "20s", "append", "orders-1", "--type", "OrderPlaced", "--data", `{"id":1}`)
-	if out := ok(t, "--addr", all, "--timeout", "20s", "read", "orders-1"); !strings.Contains(out, "OrderPlaced") {
+	tlsDir := filepath.Join(data, "tls")
+	mtls := []string{"--ca", filepath.Join(tlsDir, "ca.crt"), "--cert", filepath.Join(tlsDir, "client-admin.crt"),
+		"--key", filepath.Join(tlsDir, "client-admin.key")}
+	ok(t, append(mtls, "--addr", addr, "--timeout", "20s", "append", "orders-1", "--type", "OrderPlaced", "--data", `{"id":1}`)...)
+	if out := ok(t, append(mtls, "--addr", all, "--timeout", "20s", "read", "orders-1")...); !strings.Contains(out, "OrderPlaced") {
 		t.Fatalf("read:\n%s", out)
 	}
-	if out := ok(t, "--addr", addr, "--timeout", "20s", "members"); strings.Count(out, "voter") != 3 {
+	if out := ok(t, append(mtls, "--addr", addr, "--timeout", "20s", "members")...); strings.Count(out, "voter") != 3 {
 		t.Fatalf("members:\n%s", out)
 	}
-	ok(t, "--addr", all, "--timeout", "5s", "health")
+	ok(t, append(mtls, "--addr", all, "--timeout", "5s", "health")...)
+	if out := ok(t, append(mtls, "--addr", addr, "--timeout", "5s", "status")...); !strings.Contains(out, "mutual TLS") {
+		t.Fatalf("status over TLS:\n%s", out)
+	}
+	// make cluster runs with TLS on: a plaintext client is refused.
+	wantExit(t, exitUnavailable, "--addr", addr, "--timeout", "2s", "health")
 
 	cancel() // as Ctrl-C would
 	select {
@@ -160,7 +168,8 @@ func TestDevRunsAClusterAndStopsIt(t *testing.T) {
 	}
 	<-scanned
 	out := stdout.String()
-	for _, want := range []string{"node1 | ", "node2 | ", "node3 | ", "cluster is up",
+	for _, want := range []string{"node1 | ", "node2 | ", "node3 | ", "cluster is up", "Mutual TLS on every channel",
+		"export CAIRN_CA=" + filepath.Join(tlsDir, "ca.crt"),
 		fmt.Sprintf("cairnctl --addr %s append orders-1 --type OrderPlaced --data '{\"id\":1}'", addr), "cairnctl dev: stopped"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("stdout lacks %q:\n%s", want, out)
@@ -177,7 +186,7 @@ func TestDevRunsAClusterAndStopsIt(t *testing.T) {
 		}
 	}
 	// Nothing listens any more.
-	wantExit(t, exitUnavailable, "--addr", addr, "--timeout", "1s", "health")
+	wantExit(t, exitUnavailable, append(mtls, "--addr", addr, "--timeout", "1s", "health")...)
 }
 
 // TestDevReportsAMissingBinary checks the error for a cairnd that does not exist.

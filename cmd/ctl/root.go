@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cairndb/cairn/client"
+	"github.com/cairndb/cairn/internal/tlsutil"
 )
 
 // Exit codes (documented in the root command's help and in DESIGN.md).
@@ -51,6 +52,9 @@ type app struct {
 	json    bool
 	timeout time.Duration
 	token   string // --token; CAIRN_TOKEN when empty (read at use, so help never shows it)
+	// tls names the CA, client certificate and key (--ca --cert --key); none means plaintext,
+	// which only a node in INSECURE dev mode (cairnd --dev-insecure) accepts.
+	tls tlsutil.Files
 	// ran is set once a command's own code starts: an error before that is cobra's (unknown
 	// command, bad flag, missing argument), i.e. a usage error.
 	ran bool
@@ -126,6 +130,10 @@ Commands talk to the nodes given with --addr (comma-separated host:port gRPC add
 $CAIRN_ADDR, else ` + defaultAddr + `). Any node will do: writes and linearizable reads are
 forwarded to the leader. Output is a table for people by default, JSON with --json.
 
+Connections are mutual TLS with --ca, --cert and --key (or CAIRN_CA, CAIRN_CERT, CAIRN_KEY),
+as written by 'cairnctl tls init'; without them cairnctl speaks plaintext, which only a node in
+INSECURE dev mode (cairnd --dev-insecure) accepts.
+
 ` + exitCodesHelp,
 		SilenceErrors:     true,
 		SilenceUsage:      true,
@@ -140,6 +148,9 @@ forwarded to the leader. Output is a table for people by default, JSON with --js
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON instead of tables")
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "bound on the whole command, retries included")
 	pf.StringVar(&a.token, "token", "", "bearer token for a cluster running with --auth (env CAIRN_TOKEN, preferred: flags show in ps)")
+	pf.StringVar(&a.tls.CA, "ca", strings.TrimSpace(a.getenv("CAIRN_CA")), "cluster CA certificate for mutual TLS (env CAIRN_CA)")
+	pf.StringVar(&a.tls.Cert, "cert", strings.TrimSpace(a.getenv("CAIRN_CERT")), "client certificate for mutual TLS (env CAIRN_CERT; cairnctl tls init writes client-admin.crt)")
+	pf.StringVar(&a.tls.Key, "key", strings.TrimSpace(a.getenv("CAIRN_KEY")), "private key of --cert (env CAIRN_KEY)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
 
 	root.AddCommand(
@@ -152,6 +163,7 @@ forwarded to the leader. Output is a table for people by default, JSON with --js
 		newTailCommand(a),
 		newHealthCommand(a),
 		newDevCommand(a),
+		newTLSCommand(a),
 	)
 	root.AddCommand(newAdminCommands(a)...)
 	root.AddCommand(newStreamCommand(a))
@@ -193,23 +205,48 @@ func (a *app) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(addrs, a.clientOptions()...)
+	opts, err := a.clientOptions()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(addrs, opts...)
 	if err != nil {
 		return nil, usagef("%w", err)
 	}
 	return c, nil
 }
 
-// clientOptions are the client options every command uses: the bearer token, if any.
-func (a *app) clientOptions() []client.Option {
+// clientOptions returns the options every command's client uses: mutual TLS from
+// --ca/--cert/--key (or plaintext when none is given) and the bearer token, if any.
+func (a *app) clientOptions() ([]client.Option, error) {
+	var opts []client.Option
 	tok := a.token
 	if tok == "" {
 		tok = strings.TrimSpace(a.getenv("CAIRN_TOKEN"))
 	}
-	if tok == "" {
-		return nil
+	if tok != "" {
+		opts = append(opts, client.WithToken(tok))
 	}
-	return []client.Option{client.WithToken(tok)}
+	if !a.tls.Any() {
+		return opts, nil
+	}
+	if !a.tls.Complete() {
+		return nil, usagef("mutual TLS needs all of --ca, --cert and --key (got ca=%q cert=%q key=%q)", a.tls.CA, a.tls.Cert, a.tls.Key)
+	}
+	cfg, err := client.LoadTLS(a.tls.CA, a.tls.Cert, a.tls.Key)
+	if err != nil {
+		return nil, usagef("%w", err)
+	}
+	return append(opts, client.WithTLS(cfg)), nil
+}
+
+// security describes the connection mode for status: a node that answered a plaintext call is
+// in INSECURE dev mode, since a TLS node refuses plaintext.
+func (a *app) security() string {
+	if a.tls.Any() {
+		return "mutual TLS"
+	}
+	return "INSECURE dev mode (plaintext, no TLS)"
 }
 
 // printJSON writes v as indented JSON.

@@ -28,6 +28,7 @@ type statusJSON struct {
 	LastLogIndex  uint64       `json:"last_log_index"`
 	LastContact   string       `json:"last_contact,omitempty"`
 	Version       string       `json:"version"`
+	Security      string       `json:"security"`
 	Members       []memberJSON `json:"members"`
 }
 
@@ -93,7 +94,8 @@ func newStatusCommand(a *app) *cobra.Command {
 		Short: "Show a node's view: id, role, leader, term, indexes, last leader contact",
 		Long: `Show the view of the first --addr node that answers: its id and role, the leader it
 knows, its raft term, commit, applied and last log index, and the time since it last heard
-from a leader.`,
+from a leader, and SECURITY: "mutual TLS", or "INSECURE dev mode" when the node answered a
+plaintext call (only a node started with --dev-insecure does).`,
 		Args: exactArgs(0),
 		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
 			s, err := a.nodeStatus(ctx, false)
@@ -101,7 +103,9 @@ from a leader.`,
 				return err
 			}
 			if a.json {
-				return a.printJSON(toStatusJSON(s))
+				out := toStatusJSON(s)
+				out.Security = a.security()
+				return a.printJSON(out)
 			}
 			leader := "(none known)"
 			if s.LeaderID != "" {
@@ -124,6 +128,7 @@ from a leader.`,
 				{"LAST CONTACT", contact},
 				{"MEMBERS", strconv.Itoa(len(s.Members))},
 				{"VERSION", s.Version},
+				{"SECURITY", a.security()},
 			} {
 				fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
 			}

@@ -6,7 +6,12 @@
 //	  --grpc-bind 0.0.0.0:7101 --grpc-advertise 10.0.0.1:7101 \
 //	  --raft-bind 0.0.0.0:7201 --raft-advertise 10.0.0.1:7201 \
 //	  --gossip-bind 0.0.0.0:7301 --gossip-advertise 10.0.0.1:7301 \
-//	  --join 10.0.0.1:7301,10.0.0.2:7301,10.0.0.3:7301 --bootstrap-expect 3
+//	  --join 10.0.0.1:7301,10.0.0.2:7301,10.0.0.3:7301 --bootstrap-expect 3 \
+//	  --tls-ca tls/ca.crt --tls-cert tls/node-node1.crt --tls-key tls/node-node1.key \
+//	  --gossip-key-file tls/gossip.key
+//
+// Mutual TLS is required: without --tls-* and --gossip-key-file the node refuses to start,
+// unless --dev-insecure asks for a plaintext development node (logged as a warning).
 //
 // Every flag can also be set from the environment as CAIRN_<FLAG> (upper case, dashes as
 // underscores): --node-id is CAIRN_NODE_ID. A flag on the command line wins over the environment.
@@ -24,6 +29,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +38,7 @@ import (
 	"github.com/cairndb/cairn/api"
 	"github.com/cairndb/cairn/cluster"
 	"github.com/cairndb/cairn/fsm"
+	"github.com/cairndb/cairn/internal/tlsutil"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -74,6 +81,12 @@ type options struct {
 	bootstrapTokenFile               string
 	metricsBind                      string
 	pprof                            bool
+
+	tls               tlsutil.Files
+	clusterName       string
+	gossipKeyFile     string
+	devInsecure       bool
+	tlsReloadInterval time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -112,6 +125,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.auth, "auth", false, "require a bearer token with a role on every call (off: dev mode, anyone may do anything)")
 	fs.StringVar(&o.bootstrapTokenFile, "bootstrap-token-file", "", "file holding an admin token that works without being created (same on every node), to create the first tokens")
 	fs.StringVar(&o.bootstrapToken, "bootstrap-token", "", "the bootstrap admin token itself; prefer CAIRN_BOOTSTRAP_TOKEN or --bootstrap-token-file (flags show in ps)")
+	fs.StringVar(&o.tls.CA, "tls-ca", "", "cluster CA certificate (PEM): with --tls-cert and --tls-key, mutual TLS 1.3 on every channel")
+	fs.StringVar(&o.tls.Cert, "tls-cert", "", "this node's certificate (PEM), issued for cairn://<cluster>/node/<node-id> (cairnctl tls init)")
+	fs.StringVar(&o.tls.Key, "tls-key", "", "the private key of --tls-cert (PEM)")
+	fs.StringVar(&o.clusterName, "cluster-name", "", "cluster name every peer certificate must carry (default: the one in --tls-cert, which must match when given)")
+	fs.StringVar(&o.gossipKeyFile, "gossip-key-file", "", "memberlist keyring: base64 keys, one a line, first primary (required with TLS; cairnctl tls init writes one)")
+	fs.BoolVar(&o.devInsecure, "dev-insecure", false, "development only: no TLS, no gossip encryption; every channel open to anyone who can reach it")
+	fs.DurationVar(&o.tlsReloadInterval, "tls-reload-interval", 10*time.Second, "how often to look for changed TLS and gossip key files (SIGHUP reloads at once; 0: SIGHUP only)")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -127,8 +147,39 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.grpcAdvertise == "" {
 		o.grpcAdvertise = o.grpcBind
 	}
+	if err := o.checkSecurity(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
 	o.nonVoter = o.nonVoter || !o.voter
 	return o, nil
+}
+
+// errNoSecurity: neither TLS material nor --dev-insecure was given.
+var errNoSecurity = errors.New("no TLS material: pass --tls-ca, --tls-cert, --tls-key and --gossip-key-file " +
+	"(create them with `cairnctl tls init --dir <dir> --nodes <ids> --cluster-name <name>`), " +
+	"or --dev-insecure to run a plaintext development node")
+
+// checkSecurity enforces DESIGN §10: TLS unless dev mode is asked for explicitly, never both.
+func (o *options) checkSecurity() error {
+	if o.devInsecure {
+		if o.tls.Any() || o.clusterName != "" {
+			return errors.New("--dev-insecure cannot be combined with --tls-ca, --tls-cert, --tls-key or --cluster-name")
+		}
+		return nil
+	}
+	if !o.tls.Any() && o.gossipKeyFile == "" {
+		return errNoSecurity
+	}
+	if !o.tls.Complete() {
+		return fmt.Errorf("TLS needs all of --tls-ca, --tls-cert and --tls-key (got ca=%q cert=%q key=%q)", o.tls.CA, o.tls.Cert, o.tls.Key)
+	}
+	if o.gossipKeyFile == "" {
+		return errors.New("TLS needs --gossip-key-file too, or gossip would travel in plaintext (cairnctl tls init writes gossip.key)")
+	}
+	if o.tlsReloadInterval < 0 {
+		return errors.New("--tls-reload-interval must not be negative")
+	}
+	return nil
 }
 
 // applyEnv sets every flag not given on the command line from CAIRN_<NAME>, if set.
@@ -192,15 +243,32 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	base := log // the cluster adds its own node attribute
 	log = log.With("node", o.nodeID)
+	var tl *tlsutil.Loader
+	if o.devInsecure {
+		log.Warn("SECURITY: INSECURE dev mode (--dev-insecure): no TLS, no gossip encryption; " +
+			"every channel is plaintext and open to anyone who can reach it")
+	} else {
+		if tl, err = tlsutil.Load(o.tls, o.clusterName, log.With("component", "tls")); err != nil {
+			return err
+		}
+		if id := tl.Identity(); id.Role != tlsutil.RoleNode || id.Name != o.nodeID {
+			return fmt.Errorf("--tls-cert is issued for %s, not for node %q", id, o.nodeID)
+		}
+		log.Info("mutual TLS on every channel", "identity", tl.Identity().String(), "gossip_key_file", o.gossipKeyFile)
+	}
+
 	apiCfg := o.limits
 	if apiCfg.Auth, err = authConfig(o); err != nil {
 		return err
 	}
-	if o.auth {
+	switch {
+	case o.auth && o.devInsecure:
 		log.Info("authentication on: every call needs a bearer token", "bootstrap_token", apiCfg.Auth.BootstrapToken != "")
-		log.Warn("SECURITY: running without TLS; bearer tokens travel in plaintext")
-	} else {
-		log.Warn("SECURITY: running without TLS or authentication (dev mode); every channel is plaintext and open to anyone who can reach it")
+		log.Warn("SECURITY: --auth without TLS: bearer tokens travel in plaintext")
+	case o.auth:
+		log.Info("authentication on: every call needs a bearer token", "bootstrap_token", apiCfg.Auth.BootstrapToken != "")
+	case !o.devInsecure:
+		log.Warn("SECURITY: authentication off (no --auth): every client holding a certificate of the cluster may do anything")
 	}
 	apiCfg.MaxEventBytes, apiCfg.MaxRequestBytes = o.maxEventBytes, o.maxRequestBytes
 	apiCfg.MaxEventsPerAppend, apiCfg.MaxReadLimit = o.maxEventsPerAppend, o.maxReadLimit
@@ -210,9 +278,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("grpc listen on %s: %w", o.grpcBind, err)
 	}
 	defer ln.Close()
+	var src net.Addr
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsUnspecified() {
 		// Forward from the address we serve on (see api.SourceDialer).
-		apiCfg.Dialer = api.SourceDialer(apiCfg, &net.TCPAddr{IP: tcp.IP})
+		src = &net.TCPAddr{IP: tcp.IP}
+	}
+	var serverCreds []grpc.ServerOption
+	if tl != nil {
+		apiCfg.Dialer = api.SecureDialer(apiCfg, src, tl.GRPCClientCredentials())
+		serverCreds = append(serverCreds, grpc.Creds(tl.GRPCServerCredentials(tlsutil.RoleNode, tlsutil.RoleClient)))
+	} else if src != nil {
+		apiCfg.Dialer = api.SourceDialer(apiCfg, src)
 	}
 
 	m := newMetrics(o.nodeID)
@@ -229,16 +305,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		HeartbeatTimeout: o.heartbeatTimeout, ElectionTimeout: o.electionTimeout,
 		SnapshotThreshold: o.snapshotThreshold, SnapshotInterval: o.snapshotInterval,
 		FSM: fcfg, Version: version, Logger: base, OnBatch: m.onBatch,
+		TLS: tl, GossipKeyFile: o.gossipKeyFile,
 	})
 	if err != nil {
 		return err
 	}
 	svc := api.NewService(apiNode{node}, apiCfg, log)
-	srv := grpc.NewServer(append(svc.ServerOptions(),
+	srv := grpc.NewServer(append(append(svc.ServerOptions(), serverCreds...),
 		grpc.ChainUnaryInterceptor(m.unary), grpc.ChainStreamInterceptor(m.stream))...)
 	svc.Register(srv)
 
-	m.reg.MustRegister(newNodeCollector(node, svc))
+	m.reg.MustRegister(newNodeCollector(node, svc), newSecurityCollector(o.nodeID, tl))
 	if o.metricsBind != "" {
 		stopHTTP, _, err := serveHTTP(o.metricsBind, httpHandler(m, node, log, o.pprof), log)
 		if err != nil {
@@ -249,6 +326,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	readyCtx, stopReady := context.WithCancel(ctx)
 	defer stopReady()
 	go readinessLoop(readyCtx, node, svc, log)
+	stopReload := watchSecurity(readyCtx, o, tl, node, log)
+	defer stopReload()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("cairnd started", "version", version, "grpc", ln.Addr().String(), "raft", node.RaftAddr(),
@@ -269,6 +348,59 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	stopReady()
 	return errors.Join(runErr, shutdown(log, o.shutdownTimeout, svc, srv, node))
+}
+
+// watchSecurity reloads the TLS material and the gossip keyring on SIGHUP and, every
+// --tls-reload-interval, when their files changed. A failed reload keeps what is in force and is
+// logged (tlsutil.Loader.Reload, cluster.Node.ReloadGossipKeys). It returns a function that stops
+// the watchers and waits for them.
+func watchSecurity(ctx context.Context, o *options, tl *tlsutil.Loader, node *cluster.Node, log *slog.Logger) func() {
+	if tl == nil && o.gossipKeyFile == "" {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	reloadGossip := func() {
+		if o.gossipKeyFile != "" {
+			_ = node.ReloadGossipKeys() // logged there
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading TLS certificates and gossip keys")
+				if tl != nil {
+					_ = tl.Reload() // logged there
+				}
+				reloadGossip()
+			}
+		}
+	}()
+	if o.tlsReloadInterval > 0 {
+		if tl != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); tl.Watch(ctx, o.tlsReloadInterval) }()
+		}
+		if o.gossipKeyFile != "" {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tlsutil.WatchFiles(ctx, o.tlsReloadInterval, reloadGossip, o.gossipKeyFile)
+			}()
+		}
+	}
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		wg.Wait()
+	}
 }
 
 // shutdown stops serving new requests, lets in-flight ones finish, transfers leadership and

@@ -57,6 +57,10 @@ func TestUsageErrors(t *testing.T) {
 		{"--node-id", "a", "--log-format", "xml"}, // bad format
 		{"--node-id", "a", "extra"},               // stray argument
 		{"--no-such-flag"},
+		{"--node-id", "a", "--dev-insecure", "--tls-ca", "ca.crt"},               // both modes
+		{"--node-id", "a", "--tls-ca", "c", "--tls-cert", "c", "--tls-key", "k"}, // no gossip key
+		{"--node-id", "a", "--tls-ca", "c", "--gossip-key-file", "g"},            // incomplete TLS
+		{"--node-id", "a", "--dev-insecure", "--cluster-name", "x"},              // name without TLS
 	} {
 		err := run(context.Background(), args, io.Discard)
 		if !errors.Is(err, errUsage) {
@@ -72,7 +76,7 @@ func TestRunStartsAndStopsCleanly(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"--node-id", "solo", "--data-dir", t.TempDir(), "--grpc-bind", "127.0.0.1:0",
 			"--raft-bind", "127.0.0.1:0", "--gossip-bind", "127.0.0.1:0", "--bootstrap-expect", "1",
-			"--metrics-bind", "127.0.0.1:0", "--log-format", "json"}, logs)
+			"--metrics-bind", "127.0.0.1:0", "--log-format", "json", "--dev-insecure"}, logs)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(logs.String(), "leader ready") {
@@ -249,12 +253,12 @@ func (s *syncWriter) String() string {
 
 func TestVoterFalseMeansReadReplica(t *testing.T) {
 	for _, args := range [][]string{{"--voter=false"}, {"--non-voter"}} {
-		o, err := parseFlags(append([]string{"--node-id", "r"}, args...), io.Discard)
+		o, err := parseFlags(append([]string{"--node-id", "r", "--dev-insecure"}, args...), io.Discard)
 		if err != nil || !o.nonVoter {
 			t.Fatalf("%v: non-voter %v, err %v", args, o != nil && o.nonVoter, err)
 		}
 	}
-	if o, _ := parseFlags([]string{"--node-id", "v"}, io.Discard); o.nonVoter {
+	if o, _ := parseFlags([]string{"--node-id", "v", "--dev-insecure"}, io.Discard); o.nonVoter {
 		t.Fatal("a voter by default")
 	}
 }

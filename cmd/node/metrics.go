@@ -18,6 +18,7 @@ import (
 
 	"github.com/cairndb/cairn/api"
 	"github.com/cairndb/cairn/cluster"
+	"github.com/cairndb/cairn/internal/tlsutil"
 )
 
 // readyMaxLag is how far behind the commit index a node may be and still be ready.
@@ -252,4 +253,48 @@ func readinessLoop(ctx context.Context, node *cluster.Node, svc *api.Service, lo
 		case <-t.C:
 		}
 	}
+}
+
+// securityCollector exports whether the node runs in INSECURE dev mode and, with TLS, the
+// certificate reloads and the peers refused in the handshake (another CA or cluster, a client
+// certificate on a node-only channel).
+type securityCollector struct {
+	tl                                    *tlsutil.Loader // nil in dev mode
+	insecure, reloads, failures, rejected *prometheus.Desc
+	handshakes                            *prometheus.Desc
+}
+
+func newSecurityCollector(nodeID string, tl *tlsutil.Loader) *securityCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("cairn_"+name, help, nil, prometheus.Labels{"node": nodeID})
+	}
+	return &securityCollector{tl: tl,
+		insecure: d("insecure_dev_mode", "1 if the node runs with --dev-insecure: no TLS, no gossip encryption."),
+		reloads:  d("tls_reloads_total", "TLS certificate reloads that took effect."),
+		failures: d("tls_reload_failures_total", "TLS certificate reloads that failed (the old certificates stayed)."),
+		rejected: d("tls_peers_rejected_total", "Peers refused by certificate verification (CA, cluster name or role)."),
+		handshakes: d("tls_grpc_handshake_failures_total",
+			"Failed TLS handshakes on the gRPC port (plaintext, no client certificate, refused peer, hang-up)."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *securityCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.insecure, c.reloads, c.failures, c.rejected, c.handshakes} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *securityCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.tl == nil {
+		ch <- prometheus.MustNewConstMetric(c.insecure, prometheus.GaugeValue, 1)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.insecure, prometheus.GaugeValue, 0)
+	reloads, failures, rejected := c.tl.Stats()
+	ch <- prometheus.MustNewConstMetric(c.reloads, prometheus.CounterValue, float64(reloads))
+	ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(failures))
+	ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(rejected))
+	ch <- prometheus.MustNewConstMetric(c.handshakes, prometheus.CounterValue, float64(c.tl.HandshakeFailures()))
 }

@@ -19,9 +19,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/cairndb/cairn/api/cairnpb"
+	"github.com/cairndb/cairn/internal/tlsutil"
 )
 
 // Options configures a cluster.
@@ -38,7 +40,14 @@ type Options struct {
 	// (Conn, Events, Cluster, Status, WaitLeader): the admin token of a cluster started with
 	// --auth.
 	Token string
+	// TLS runs the nodes with mutual TLS and gossip encryption, from material Start writes into
+	// <Dir>/tls (tlsutil.WriteDev: cluster "local", a node certificate per node, a client
+	// "admin" that Conn uses). Without it the nodes run with --dev-insecure.
+	TLS bool
 }
+
+// TLSClusterName is the cluster name of a TLS local cluster.
+const TLSClusterName = "local"
 
 // bearer is per-RPC credentials sending a bearer token over a plaintext loopback connection.
 type bearer string
@@ -59,6 +68,7 @@ type Node struct {
 	args                       []string
 	binary                     string
 	token                      string
+	creds                      credentials.TransportCredentials
 
 	paused atomic.Bool
 
@@ -134,6 +144,15 @@ func Start(opts Options) (*Cluster, error) {
 	for i := range opts.Nodes {
 		c.join = append(c.join, fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]))
 	}
+	if opts.TLS {
+		var ids []string
+		for i := range opts.Nodes {
+			ids = append(ids, fmt.Sprintf("n%d", i+1))
+		}
+		if err := c.writeTLS(ids...); err != nil {
+			return nil, err
+		}
+	}
 	for i := range opts.Nodes {
 		n, err := c.newNode(fmt.Sprintf("n%d", i+1), ports[3*i:3*i+3], opts.Nodes)
 		if err != nil {
@@ -150,13 +169,59 @@ func Start(opts Options) (*Cluster, error) {
 	return c, nil
 }
 
+// TLSDir is the folder of the cluster's TLS material ("" without TLS).
+func (c *Cluster) TLSDir() string {
+	if !c.opts.TLS {
+		return ""
+	}
+	return filepath.Join(c.opts.Dir, "tls")
+}
+
+// writeTLS issues node certificates for ids (and the admin client's) from the cluster's CA,
+// creating the CA and gossip key on first use.
+func (c *Cluster) writeTLS(ids ...string) error {
+	err := tlsutil.WriteDev(tlsutil.DevOptions{Dir: c.TLSDir(), Cluster: TLSClusterName, Nodes: ids,
+		Hosts: []string{"127.0.0.1"}, Clients: []string{"admin"}})
+	if err != nil {
+		return fmt.Errorf("localcluster: TLS material: %w", err)
+	}
+	return nil
+}
+
+// securityArgs returns node id's TLS flags, or --dev-insecure.
+func (c *Cluster) securityArgs(id string) []string {
+	if !c.opts.TLS {
+		return []string{"--dev-insecure"}
+	}
+	f := tlsutil.NodeFiles(c.TLSDir(), id)
+	return []string{"--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key, "--cluster-name", TLSClusterName,
+		"--gossip-key-file", filepath.Join(c.TLSDir(), tlsutil.GossipKeyFile)}
+}
+
+// clientCreds returns the transport credentials of Conn: the admin client certificate with
+// TLS, plaintext without.
+func (c *Cluster) clientCreds() (credentials.TransportCredentials, error) {
+	if !c.opts.TLS {
+		return insecure.NewCredentials(), nil
+	}
+	l, err := tlsutil.Load(tlsutil.ClientFiles(c.TLSDir(), "admin"), TLSClusterName, nil)
+	if err != nil {
+		return nil, fmt.Errorf("localcluster: client TLS: %w", err)
+	}
+	return credentials.NewTLS(l.ClientConfig(tlsutil.ProtoGRPC, tlsutil.RoleNode)), nil
+}
+
 func (c *Cluster) newNode(id string, ports []int, bootstrapExpect int, extra ...string) (*Node, error) {
 	dir := filepath.Join(c.opts.Dir, id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	creds, err := c.clientCreds()
+	if err != nil {
+		return nil, err
+	}
 	n := &Node{
-		ID: id, binary: c.opts.Binary, token: c.opts.Token,
+		ID: id, binary: c.opts.Binary, token: c.opts.Token, creds: creds,
 		GRPCAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		RaftAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		Gossip:   fmt.Sprintf("127.0.0.1:%d", ports[2]),
@@ -167,7 +232,8 @@ func (c *Cluster) newNode(id string, ports []int, bootstrapExpect int, extra ...
 		"--grpc-bind", n.GRPCAddr, "--raft-bind", n.RaftAddr, "--gossip-bind", n.Gossip,
 		"--join", strings.Join(c.join, ","), "--bootstrap-expect", fmt.Sprint(bootstrapExpect),
 		"--log-format", "json",
-	}, c.opts.ExtraArgs...)
+	}, c.securityArgs(id)...)
+	n.args = append(n.args, c.opts.ExtraArgs...)
 	n.args = append(n.args, extra...)
 	return n, nil
 }
@@ -179,7 +245,13 @@ func (c *Cluster) AddNode(extraArgs ...string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := c.newNode(fmt.Sprintf("n%d", len(c.Nodes)+1), ports, 0, extraArgs...)
+	id := fmt.Sprintf("n%d", len(c.Nodes)+1)
+	if c.opts.TLS {
+		if err := c.writeTLS(id); err != nil {
+			return nil, err
+		}
+	}
+	n, err := c.newNode(id, ports, 0, extraArgs...)
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +386,7 @@ func (n *Node) Conn() (*grpc.ClientConn, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.conn == nil {
-		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(n.creds)}
 		if n.token != "" {
 			opts = append(opts, grpc.WithPerRPCCredentials(bearer(n.token)))
 		}

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/cairndb/cairn/client"
 	"github.com/cairndb/cairn/jepsen-lite/proxy"
 )
 
@@ -117,6 +119,24 @@ func (c *Compose) Start(ctx context.Context) error {
 			return fmt.Errorf("driver: image %s missing; `make images` failed: %w", c.opts.Image, err)
 		}
 	}
+	// The compose cluster runs with mutual TLS from material made on the host (make compose-tls);
+	// connect with its admin client certificate.
+	root, err := ModuleRoot(filepath.Dir(c.opts.File))
+	if err != nil {
+		return fmt.Errorf("driver: module root for TLS material: %w", err)
+	}
+	if _, err := run(ctx, 5*time.Minute, "make", "-C", root, "compose-tls"); err != nil {
+		return fmt.Errorf("driver: make compose-tls: %w", err)
+	}
+	tlsDir := filepath.Join(root, ".cairn", "compose-tls")
+	tlsCfg, err := client.LoadTLS(filepath.Join(tlsDir, "ca.crt"), filepath.Join(tlsDir, "client-admin.crt"),
+		filepath.Join(tlsDir, "client-admin.key"))
+	if err != nil {
+		return fmt.Errorf("driver: compose TLS material: %w", err)
+	}
+	c.conns.mu.Lock()
+	c.conns.creds = credentials.NewTLS(tlsCfg)
+	c.conns.mu.Unlock()
 	if _, err := c.dc(ctx, 2*time.Minute, "down", "-v", "--remove-orphans"); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/cairndb/cairn/api/cairnpb"
@@ -79,8 +80,10 @@ type Driver interface {
 // conns keeps one gRPC connection per node address, with a short reconnect backoff so that a
 // restarted node is reachable again within a second.
 type conns struct {
-	mu sync.Mutex
-	m  map[string]*grpc.ClientConn
+	// creds are the connections' transport credentials; nil means plaintext (dev-insecure nodes).
+	creds credentials.TransportCredentials
+	mu    sync.Mutex
+	m     map[string]*grpc.ClientConn
 }
 
 func (c *conns) get(addr string) *grpc.ClientConn {
@@ -94,8 +97,12 @@ func (c *conns) get(addr string) *grpc.ClientConn {
 	}
 	bc := backoff.DefaultConfig
 	bc.BaseDelay, bc.MaxDelay = 50*time.Millisecond, 300*time.Millisecond
+	creds := c.creds
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
 	cc, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {

@@ -155,6 +155,9 @@ func (l *Local) args(n *localNode) []string {
 		"--gossip-bind", n.gossip,
 		"--join", l.seeds(), "--bootstrap-expect", fmt.Sprint(n.bootstrapExpect),
 		"--log-format", "json",
+		// Plaintext on purpose: jepsen-lite checks consistency under faults, and its proxies and
+		// history need no TLS. Mutual TLS has its own tests (api/tls_test.go, systemtest).
+		"--dev-insecure",
 	}
 	return append(a, l.opts.ExtraArgs...)
 }

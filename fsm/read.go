@@ -114,6 +114,7 @@ func (f *FSM) streamLocked(name string) (StreamInfo, []uint64) {
 func (f *FSM) ReadStream(name string, from uint64, dir Direction, limit int) ([]RecordedEvent, error) {
 	f.mu.RLock()
 	info, positions := f.streamLocked(name)
+	first := f.scavengedBeforeLocked(name) // compacted revisions are gone (compact.go)
 	seg := f.seg
 	f.mu.RUnlock()
 	switch {
@@ -125,12 +126,13 @@ func (f *FSM) ReadStream(name string, from uint64, dir Direction, limit int) ([]
 	var want []uint64
 	n := uint64(len(positions))
 	if dir == Forward {
+		from = max(from, first)
 		if from < n {
 			want = positions[from:min(n, from+uint64(max(limit, 0)))]
 		}
 	} else {
 		start := min(from, n-1)
-		for r := int64(start); r >= 0 && len(want) < limit; r-- {
+		for r := int64(start); r >= int64(first) && len(want) < limit; r-- {
 			want = append(want, positions[r])
 		}
 	}
@@ -147,7 +149,10 @@ func (f *FSM) ReadStream(name string, from uint64, dir Direction, limit int) ([]
 
 // ReadAll returns up to limit records of the global log starting at position from (inclusive;
 // Start and End are sentinels), in the given direction. Tombstone records are included (Kind
-// tells them apart), as $all shows everything in log order.
+// tells them apart), as $all shows everything in log order. Events that a compaction made gone
+// are returned in their redacted form (KindRedacted), whether or not this node has rewritten
+// their segment yet, and compaction markers (KindCompaction) are included: positions stay dense.
+// SystemRecord tells which records carry no user event.
 func (f *FSM) ReadAll(from uint64, dir Direction, limit int) ([]RecordedEvent, error) {
 	f.mu.RLock()
 	visible, seg := f.visible, f.seg
@@ -172,6 +177,7 @@ func (f *FSM) ReadAll(from uint64, dir Direction, limit int) ([]RecordedEvent, e
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read $all from %d: %w", from, err)
 	}
+	f.redactScavenged(out)
 	return out, nil
 }
 

@@ -161,6 +161,7 @@ type Request struct {
 	//
 	//	*Request_Append
 	//	*Request_Tombstone
+	//	*Request_Compact
 	Kind          isRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -221,6 +222,15 @@ func (x *Request) GetTombstone() *TombstoneRequest {
 	return nil
 }
 
+func (x *Request) GetCompact() *CompactRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_Compact); ok {
+			return x.Compact
+		}
+	}
+	return nil
+}
+
 type isRequest_Kind interface {
 	isRequest_Kind()
 }
@@ -233,9 +243,16 @@ type Request_Tombstone struct {
 	Tombstone *TombstoneRequest `protobuf:"bytes,2,opt,name=tombstone,proto3,oneof"`
 }
 
+type Request_Compact struct {
+	// Fields 3 and 4 are reserved for stream metadata and soft delete (being added in parallel).
+	Compact *CompactRequest `protobuf:"bytes,5,opt,name=compact,proto3,oneof"`
+}
+
 func (*Request_Append) isRequest_Kind() {}
 
 func (*Request_Tombstone) isRequest_Kind() {}
+
+func (*Request_Compact) isRequest_Kind() {}
 
 // AppendRequest is an Append (one part) or an AppendMulti (several parts): all events of all parts
 // are written, or none.
@@ -538,6 +555,47 @@ func (x *TombstoneRequest) GetExpected() *ExpectedRevision {
 	return nil
 }
 
+// CompactRequest makes every stream's currently hidden revisions permanently gone (logical
+// compaction). Applying it writes one marker record; from it on, reads treat revisions below each
+// stream's scavenged-before revision as gone, and every node reclaims their space in the
+// background. It has no fields: what it hides is a pure function of the state at its log index and
+// the command's timestamp.
+type CompactRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactRequest) Reset() {
+	*x = CompactRequest{}
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactRequest) ProtoMessage() {}
+
+func (x *CompactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
+func (*CompactRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
 var File_cairn_fsm_v1_command_proto protoreflect.FileDescriptor
 
 const file_cairn_fsm_v1_command_proto_rawDesc = "" +
@@ -546,10 +604,11 @@ const file_cairn_fsm_v1_command_proto_rawDesc = "" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12.\n" +
 	"\x13timestamp_unix_nano\x18\x02 \x01(\x03R\x11timestampUnixNano\x121\n" +
-	"\brequests\x18\x03 \x03(\v2\x15.cairn.fsm.v1.RequestR\brequests\"\x88\x01\n" +
+	"\brequests\x18\x03 \x03(\v2\x15.cairn.fsm.v1.RequestR\brequests\"\xc2\x01\n" +
 	"\aRequest\x125\n" +
 	"\x06append\x18\x01 \x01(\v2\x1b.cairn.fsm.v1.AppendRequestH\x00R\x06append\x12>\n" +
-	"\ttombstone\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.TombstoneRequestH\x00R\ttombstoneB\x06\n" +
+	"\ttombstone\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.TombstoneRequestH\x00R\ttombstone\x128\n" +
+	"\acompact\x18\x05 \x01(\v2\x1c.cairn.fsm.v1.CompactRequestH\x00R\acompactB\x06\n" +
 	"\x04kind\"A\n" +
 	"\rAppendRequest\x120\n" +
 	"\x05parts\x18\x01 \x03(\v2\x1a.cairn.fsm.v1.StreamAppendR\x05parts\"\x8f\x01\n" +
@@ -576,7 +635,8 @@ const file_cairn_fsm_v1_command_proto_rawDesc = "" +
 	"\x04tags\x18\x06 \x03(\tR\x04tags\"f\n" +
 	"\x10TombstoneRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12:\n" +
-	"\bexpected\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.ExpectedRevisionR\bexpectedB$Z\"github.com/cairndb/cairn/fsm/fsmpbb\x06proto3"
+	"\bexpected\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.ExpectedRevisionR\bexpected\"\x10\n" +
+	"\x0eCompactRequestB$Z\"github.com/cairndb/cairn/fsm/fsmpbb\x06proto3"
 
 var (
 	file_cairn_fsm_v1_command_proto_rawDescOnce sync.Once
@@ -591,7 +651,7 @@ func file_cairn_fsm_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_fsm_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cairn_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_cairn_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_cairn_fsm_v1_command_proto_goTypes = []any{
 	(ExpectedRevision_Kind)(0), // 0: cairn.fsm.v1.ExpectedRevision.Kind
 	(*Command)(nil),            // 1: cairn.fsm.v1.Command
@@ -601,21 +661,23 @@ var file_cairn_fsm_v1_command_proto_goTypes = []any{
 	(*ExpectedRevision)(nil),   // 5: cairn.fsm.v1.ExpectedRevision
 	(*Event)(nil),              // 6: cairn.fsm.v1.Event
 	(*TombstoneRequest)(nil),   // 7: cairn.fsm.v1.TombstoneRequest
+	(*CompactRequest)(nil),     // 8: cairn.fsm.v1.CompactRequest
 }
 var file_cairn_fsm_v1_command_proto_depIdxs = []int32{
 	2, // 0: cairn.fsm.v1.Command.requests:type_name -> cairn.fsm.v1.Request
 	3, // 1: cairn.fsm.v1.Request.append:type_name -> cairn.fsm.v1.AppendRequest
 	7, // 2: cairn.fsm.v1.Request.tombstone:type_name -> cairn.fsm.v1.TombstoneRequest
-	4, // 3: cairn.fsm.v1.AppendRequest.parts:type_name -> cairn.fsm.v1.StreamAppend
-	5, // 4: cairn.fsm.v1.StreamAppend.expected:type_name -> cairn.fsm.v1.ExpectedRevision
-	6, // 5: cairn.fsm.v1.StreamAppend.events:type_name -> cairn.fsm.v1.Event
-	0, // 6: cairn.fsm.v1.ExpectedRevision.kind:type_name -> cairn.fsm.v1.ExpectedRevision.Kind
-	5, // 7: cairn.fsm.v1.TombstoneRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	8, // 3: cairn.fsm.v1.Request.compact:type_name -> cairn.fsm.v1.CompactRequest
+	4, // 4: cairn.fsm.v1.AppendRequest.parts:type_name -> cairn.fsm.v1.StreamAppend
+	5, // 5: cairn.fsm.v1.StreamAppend.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	6, // 6: cairn.fsm.v1.StreamAppend.events:type_name -> cairn.fsm.v1.Event
+	0, // 7: cairn.fsm.v1.ExpectedRevision.kind:type_name -> cairn.fsm.v1.ExpectedRevision.Kind
+	5, // 8: cairn.fsm.v1.TombstoneRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_cairn_fsm_v1_command_proto_init() }
@@ -626,6 +688,7 @@ func file_cairn_fsm_v1_command_proto_init() {
 	file_cairn_fsm_v1_command_proto_msgTypes[1].OneofWrappers = []any{
 		(*Request_Append)(nil),
 		(*Request_Tombstone)(nil),
+		(*Request_Compact)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -633,7 +696,7 @@ func file_cairn_fsm_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_fsm_v1_command_proto_rawDesc), len(file_cairn_fsm_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -669,7 +669,7 @@ func (sub *subscription) stepAll(w fsm.Watermark) (bool, uint64, error) {
 		if ok && len(recs) > 0 {
 			for i := range recs {
 				cr := &recs[i]
-				if sub.match == nil || sub.match(&cr.rec) {
+				if !fsm.SystemRecord(cr.rec.Kind) && (sub.match == nil || sub.match(&cr.rec)) {
 					if err := sub.queuePB(cr.pb, cr.size, cr.rec.Index); err != nil {
 						return false, 0, err
 					}
@@ -702,7 +702,9 @@ func (sub *subscription) stepAll(w fsm.Watermark) (bool, uint64, error) {
 		if r.Position > w.LastPosition {
 			break
 		}
-		if sub.match == nil || sub.match(r) {
+		// Compaction markers and redacted events hold positions but no event: skipped, and
+		// the checkpoint moves past them.
+		if !fsm.SystemRecord(r.Kind) && (sub.match == nil || sub.match(r)) {
 			if err := sub.queueEvent(r); err != nil {
 				return false, 0, err
 			}

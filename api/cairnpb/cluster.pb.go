@@ -1223,6 +1223,235 @@ func (x *StatusResponse) GetVersion() string {
 	return ""
 }
 
+// CompactRequest asks for a compaction.
+type CompactRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Answer once the command is applied, without waiting for the node's space reclaim.
+	NoWait        bool `protobuf:"varint,1,opt,name=no_wait,json=noWait,proto3" json:"no_wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactRequest) Reset() {
+	*x = CompactRequest{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactRequest) ProtoMessage() {}
+
+func (x *CompactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
+func (*CompactRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CompactRequest) GetNoWait() bool {
+	if x != nil {
+		return x.NoWait
+	}
+	return false
+}
+
+// ReclaimStats describes one physical reclaim pass over a node's sealed segments.
+type ReclaimStats struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	SegmentsScanned   uint32                 `protobuf:"varint,1,opt,name=segments_scanned,json=segmentsScanned,proto3" json:"segments_scanned,omitempty"`
+	SegmentsRewritten uint32                 `protobuf:"varint,2,opt,name=segments_rewritten,json=segmentsRewritten,proto3" json:"segments_rewritten,omitempty"`
+	RecordsRedacted   uint64                 `protobuf:"varint,3,opt,name=records_redacted,json=recordsRedacted,proto3" json:"records_redacted,omitempty"`
+	BytesBefore       int64                  `protobuf:"varint,4,opt,name=bytes_before,json=bytesBefore,proto3" json:"bytes_before,omitempty"`
+	BytesAfter        int64                  `protobuf:"varint,5,opt,name=bytes_after,json=bytesAfter,proto3" json:"bytes_after,omitempty"`
+	BytesReclaimed    int64                  `protobuf:"varint,6,opt,name=bytes_reclaimed,json=bytesReclaimed,proto3" json:"bytes_reclaimed,omitempty"`
+	Duration          *durationpb.Duration   `protobuf:"bytes,7,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ReclaimStats) Reset() {
+	*x = ReclaimStats{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimStats) ProtoMessage() {}
+
+func (x *ReclaimStats) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimStats.ProtoReflect.Descriptor instead.
+func (*ReclaimStats) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReclaimStats) GetSegmentsScanned() uint32 {
+	if x != nil {
+		return x.SegmentsScanned
+	}
+	return 0
+}
+
+func (x *ReclaimStats) GetSegmentsRewritten() uint32 {
+	if x != nil {
+		return x.SegmentsRewritten
+	}
+	return 0
+}
+
+func (x *ReclaimStats) GetRecordsRedacted() uint64 {
+	if x != nil {
+		return x.RecordsRedacted
+	}
+	return 0
+}
+
+func (x *ReclaimStats) GetBytesBefore() int64 {
+	if x != nil {
+		return x.BytesBefore
+	}
+	return 0
+}
+
+func (x *ReclaimStats) GetBytesAfter() int64 {
+	if x != nil {
+		return x.BytesAfter
+	}
+	return 0
+}
+
+func (x *ReclaimStats) GetBytesReclaimed() int64 {
+	if x != nil {
+		return x.BytesReclaimed
+	}
+	return 0
+}
+
+func (x *ReclaimStats) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+// CompactResponse reports a compaction and the reclaim of the node that ran it.
+type CompactResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Raft index of the compaction command and position of its marker record.
+	LogIndex uint64 `protobuf:"varint,1,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	Position uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	// The node whose reclaim is reported (the leader).
+	NodeId string `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// "done": the reclaim covering this compaction finished on node_id (reclaim describes it);
+	// "pending": no_wait was set, reclaim describes the node's last completed pass.
+	Status  string        `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	Reclaim *ReclaimStats `protobuf:"bytes,5,opt,name=reclaim,proto3" json:"reclaim,omitempty"`
+	// Sum of every reclaim pass on node_id since it started.
+	Total         *ReclaimStats `protobuf:"bytes,6,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactResponse) Reset() {
+	*x = CompactResponse{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactResponse) ProtoMessage() {}
+
+func (x *CompactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactResponse.ProtoReflect.Descriptor instead.
+func (*CompactResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CompactResponse) GetLogIndex() uint64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
+func (x *CompactResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *CompactResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *CompactResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *CompactResponse) GetReclaim() *ReclaimStats {
+	if x != nil {
+		return x.Reclaim
+	}
+	return nil
+}
+
+func (x *CompactResponse) GetTotal() *ReclaimStats {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
 var File_cairn_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_cairn_v1_cluster_proto_rawDesc = "" +
@@ -1299,7 +1528,25 @@ const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\flast_contact\x18\t \x01(\v2\x19.google.protobuf.DurationR\vlastContact\x12*\n" +
 	"\amembers\x18\n" +
 	" \x03(\v2\x10.cairn.v1.MemberR\amembers\x12\x18\n" +
-	"\aversion\x18\v \x01(\tR\aversion2\xd1\x05\n" +
+	"\aversion\x18\v \x01(\tR\aversion\")\n" +
+	"\x0eCompactRequest\x12\x17\n" +
+	"\ano_wait\x18\x01 \x01(\bR\x06noWait\"\xb7\x02\n" +
+	"\fReclaimStats\x12)\n" +
+	"\x10segments_scanned\x18\x01 \x01(\rR\x0fsegmentsScanned\x12-\n" +
+	"\x12segments_rewritten\x18\x02 \x01(\rR\x11segmentsRewritten\x12)\n" +
+	"\x10records_redacted\x18\x03 \x01(\x04R\x0frecordsRedacted\x12!\n" +
+	"\fbytes_before\x18\x04 \x01(\x03R\vbytesBefore\x12\x1f\n" +
+	"\vbytes_after\x18\x05 \x01(\x03R\n" +
+	"bytesAfter\x12'\n" +
+	"\x0fbytes_reclaimed\x18\x06 \x01(\x03R\x0ebytesReclaimed\x125\n" +
+	"\bduration\x18\a \x01(\v2\x19.google.protobuf.DurationR\bduration\"\xdb\x01\n" +
+	"\x0fCompactResponse\x12\x1b\n" +
+	"\tlog_index\x18\x01 \x01(\x04R\blogIndex\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x120\n" +
+	"\areclaim\x18\x05 \x01(\v2\x16.cairn.v1.ReclaimStatsR\areclaim\x12,\n" +
+	"\x05total\x18\x06 \x01(\v2\x16.cairn.v1.ReclaimStatsR\x05total2\x91\x06\n" +
 	"\aCluster\x12;\n" +
 	"\x06Status\x12\x17.cairn.v1.StatusRequest\x1a\x18.cairn.v1.StatusResponse\x12;\n" +
 	"\x06Digest\x12\x17.cairn.v1.DigestRequest\x1a\x18.cairn.v1.DigestResponse\x12D\n" +
@@ -1310,7 +1557,8 @@ const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\x0eTransferLeader\x12\x1f.cairn.v1.TransferLeaderRequest\x1a .cairn.v1.TransferLeaderResponse\x12A\n" +
 	"\bSnapshot\x12\x19.cairn.v1.SnapshotRequest\x1a\x1a.cairn.v1.SnapshotResponse\x12P\n" +
 	"\rGetRaftConfig\x12\x1e.cairn.v1.GetRaftConfigRequest\x1a\x1f.cairn.v1.GetRaftConfigResponse\x12P\n" +
-	"\rSetRaftConfig\x12\x1e.cairn.v1.SetRaftConfigRequest\x1a\x1f.cairn.v1.SetRaftConfigResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
+	"\rSetRaftConfig\x12\x1e.cairn.v1.SetRaftConfigRequest\x1a\x1f.cairn.v1.SetRaftConfigResponse\x12>\n" +
+	"\aCompact\x12\x18.cairn.v1.CompactRequest\x1a\x19.cairn.v1.CompactResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
 
 var (
 	file_cairn_v1_cluster_proto_rawDescOnce sync.Once
@@ -1324,7 +1572,7 @@ func file_cairn_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_cairn_v1_cluster_proto_rawDescData
 }
 
-var file_cairn_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_cairn_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_cairn_v1_cluster_proto_goTypes = []any{
 	(*AddServerRequest)(nil),       // 0: cairn.v1.AddServerRequest
 	(*AddServerResponse)(nil),      // 1: cairn.v1.AddServerResponse
@@ -1348,43 +1596,51 @@ var file_cairn_v1_cluster_proto_goTypes = []any{
 	(*StatusRequest)(nil),          // 19: cairn.v1.StatusRequest
 	(*Member)(nil),                 // 20: cairn.v1.Member
 	(*StatusResponse)(nil),         // 21: cairn.v1.StatusResponse
-	(*durationpb.Duration)(nil),    // 22: google.protobuf.Duration
+	(*CompactRequest)(nil),         // 22: cairn.v1.CompactRequest
+	(*ReclaimStats)(nil),           // 23: cairn.v1.ReclaimStats
+	(*CompactResponse)(nil),        // 24: cairn.v1.CompactResponse
+	(*durationpb.Duration)(nil),    // 25: google.protobuf.Duration
 }
 var file_cairn_v1_cluster_proto_depIdxs = []int32{
-	22, // 0: cairn.v1.SnapshotResponse.duration:type_name -> google.protobuf.Duration
-	22, // 1: cairn.v1.RaftConfig.snapshot_interval:type_name -> google.protobuf.Duration
-	22, // 2: cairn.v1.RaftConfig.heartbeat_timeout:type_name -> google.protobuf.Duration
-	22, // 3: cairn.v1.RaftConfig.election_timeout:type_name -> google.protobuf.Duration
+	25, // 0: cairn.v1.SnapshotResponse.duration:type_name -> google.protobuf.Duration
+	25, // 1: cairn.v1.RaftConfig.snapshot_interval:type_name -> google.protobuf.Duration
+	25, // 2: cairn.v1.RaftConfig.heartbeat_timeout:type_name -> google.protobuf.Duration
+	25, // 3: cairn.v1.RaftConfig.election_timeout:type_name -> google.protobuf.Duration
 	12, // 4: cairn.v1.GetRaftConfigResponse.config:type_name -> cairn.v1.RaftConfig
 	12, // 5: cairn.v1.SetRaftConfigRequest.config:type_name -> cairn.v1.RaftConfig
 	12, // 6: cairn.v1.SetRaftConfigResponse.config:type_name -> cairn.v1.RaftConfig
-	22, // 7: cairn.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
+	25, // 7: cairn.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
 	20, // 8: cairn.v1.StatusResponse.members:type_name -> cairn.v1.Member
-	19, // 9: cairn.v1.Cluster.Status:input_type -> cairn.v1.StatusRequest
-	17, // 10: cairn.v1.Cluster.Digest:input_type -> cairn.v1.DigestRequest
-	0,  // 11: cairn.v1.Cluster.AddServer:input_type -> cairn.v1.AddServerRequest
-	2,  // 12: cairn.v1.Cluster.RemoveServer:input_type -> cairn.v1.RemoveServerRequest
-	4,  // 13: cairn.v1.Cluster.Promote:input_type -> cairn.v1.PromoteRequest
-	6,  // 14: cairn.v1.Cluster.Demote:input_type -> cairn.v1.DemoteRequest
-	8,  // 15: cairn.v1.Cluster.TransferLeader:input_type -> cairn.v1.TransferLeaderRequest
-	10, // 16: cairn.v1.Cluster.Snapshot:input_type -> cairn.v1.SnapshotRequest
-	13, // 17: cairn.v1.Cluster.GetRaftConfig:input_type -> cairn.v1.GetRaftConfigRequest
-	15, // 18: cairn.v1.Cluster.SetRaftConfig:input_type -> cairn.v1.SetRaftConfigRequest
-	21, // 19: cairn.v1.Cluster.Status:output_type -> cairn.v1.StatusResponse
-	18, // 20: cairn.v1.Cluster.Digest:output_type -> cairn.v1.DigestResponse
-	1,  // 21: cairn.v1.Cluster.AddServer:output_type -> cairn.v1.AddServerResponse
-	3,  // 22: cairn.v1.Cluster.RemoveServer:output_type -> cairn.v1.RemoveServerResponse
-	5,  // 23: cairn.v1.Cluster.Promote:output_type -> cairn.v1.PromoteResponse
-	7,  // 24: cairn.v1.Cluster.Demote:output_type -> cairn.v1.DemoteResponse
-	9,  // 25: cairn.v1.Cluster.TransferLeader:output_type -> cairn.v1.TransferLeaderResponse
-	11, // 26: cairn.v1.Cluster.Snapshot:output_type -> cairn.v1.SnapshotResponse
-	14, // 27: cairn.v1.Cluster.GetRaftConfig:output_type -> cairn.v1.GetRaftConfigResponse
-	16, // 28: cairn.v1.Cluster.SetRaftConfig:output_type -> cairn.v1.SetRaftConfigResponse
-	19, // [19:29] is the sub-list for method output_type
-	9,  // [9:19] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	25, // 9: cairn.v1.ReclaimStats.duration:type_name -> google.protobuf.Duration
+	23, // 10: cairn.v1.CompactResponse.reclaim:type_name -> cairn.v1.ReclaimStats
+	23, // 11: cairn.v1.CompactResponse.total:type_name -> cairn.v1.ReclaimStats
+	19, // 12: cairn.v1.Cluster.Status:input_type -> cairn.v1.StatusRequest
+	17, // 13: cairn.v1.Cluster.Digest:input_type -> cairn.v1.DigestRequest
+	0,  // 14: cairn.v1.Cluster.AddServer:input_type -> cairn.v1.AddServerRequest
+	2,  // 15: cairn.v1.Cluster.RemoveServer:input_type -> cairn.v1.RemoveServerRequest
+	4,  // 16: cairn.v1.Cluster.Promote:input_type -> cairn.v1.PromoteRequest
+	6,  // 17: cairn.v1.Cluster.Demote:input_type -> cairn.v1.DemoteRequest
+	8,  // 18: cairn.v1.Cluster.TransferLeader:input_type -> cairn.v1.TransferLeaderRequest
+	10, // 19: cairn.v1.Cluster.Snapshot:input_type -> cairn.v1.SnapshotRequest
+	13, // 20: cairn.v1.Cluster.GetRaftConfig:input_type -> cairn.v1.GetRaftConfigRequest
+	15, // 21: cairn.v1.Cluster.SetRaftConfig:input_type -> cairn.v1.SetRaftConfigRequest
+	22, // 22: cairn.v1.Cluster.Compact:input_type -> cairn.v1.CompactRequest
+	21, // 23: cairn.v1.Cluster.Status:output_type -> cairn.v1.StatusResponse
+	18, // 24: cairn.v1.Cluster.Digest:output_type -> cairn.v1.DigestResponse
+	1,  // 25: cairn.v1.Cluster.AddServer:output_type -> cairn.v1.AddServerResponse
+	3,  // 26: cairn.v1.Cluster.RemoveServer:output_type -> cairn.v1.RemoveServerResponse
+	5,  // 27: cairn.v1.Cluster.Promote:output_type -> cairn.v1.PromoteResponse
+	7,  // 28: cairn.v1.Cluster.Demote:output_type -> cairn.v1.DemoteResponse
+	9,  // 29: cairn.v1.Cluster.TransferLeader:output_type -> cairn.v1.TransferLeaderResponse
+	11, // 30: cairn.v1.Cluster.Snapshot:output_type -> cairn.v1.SnapshotResponse
+	14, // 31: cairn.v1.Cluster.GetRaftConfig:output_type -> cairn.v1.GetRaftConfigResponse
+	16, // 32: cairn.v1.Cluster.SetRaftConfig:output_type -> cairn.v1.SetRaftConfigResponse
+	24, // 33: cairn.v1.Cluster.Compact:output_type -> cairn.v1.CompactResponse
+	23, // [23:34] is the sub-list for method output_type
+	12, // [12:23] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_cluster_proto_init() }
@@ -1398,7 +1654,7 @@ func file_cairn_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_cluster_proto_rawDesc), len(file_cairn_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

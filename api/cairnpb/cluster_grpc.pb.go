@@ -31,6 +31,7 @@ const (
 	Cluster_Snapshot_FullMethodName       = "/cairn.v1.Cluster/Snapshot"
 	Cluster_GetRaftConfig_FullMethodName  = "/cairn.v1.Cluster/GetRaftConfig"
 	Cluster_SetRaftConfig_FullMethodName  = "/cairn.v1.Cluster/SetRaftConfig"
+	Cluster_Compact_FullMethodName        = "/cairn.v1.Cluster/Compact"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -62,6 +63,11 @@ type ClusterClient interface {
 	// SetRaftConfig changes the receiving node's reloadable raft settings (zero fields keep
 	// their value); each node has its own, so set them on every node.
 	SetRaftConfig(ctx context.Context, in *SetRaftConfigRequest, opts ...grpc.CallOption) (*SetRaftConfigResponse, error)
+	// Compact makes every stream's hidden events (deleted, tombstoned, beyond its limits) gone for
+	// good: a replicated command that every node applies at the same log index, after which every
+	// node reclaims their space in the background. It runs on the leader (a follower forwards it)
+	// and, unless no_wait, answers once the leader's reclaim covering it finished.
+	Compact(ctx context.Context, in *CompactRequest, opts ...grpc.CallOption) (*CompactResponse, error)
 }
 
 type clusterClient struct {
@@ -172,6 +178,16 @@ func (c *clusterClient) SetRaftConfig(ctx context.Context, in *SetRaftConfigRequ
 	return out, nil
 }
 
+func (c *clusterClient) Compact(ctx context.Context, in *CompactRequest, opts ...grpc.CallOption) (*CompactResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompactResponse)
+	err := c.cc.Invoke(ctx, Cluster_Compact_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -201,6 +217,11 @@ type ClusterServer interface {
 	// SetRaftConfig changes the receiving node's reloadable raft settings (zero fields keep
 	// their value); each node has its own, so set them on every node.
 	SetRaftConfig(context.Context, *SetRaftConfigRequest) (*SetRaftConfigResponse, error)
+	// Compact makes every stream's hidden events (deleted, tombstoned, beyond its limits) gone for
+	// good: a replicated command that every node applies at the same log index, after which every
+	// node reclaims their space in the background. It runs on the leader (a follower forwards it)
+	// and, unless no_wait, answers once the leader's reclaim covering it finished.
+	Compact(context.Context, *CompactRequest) (*CompactResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -240,6 +261,9 @@ func (UnimplementedClusterServer) GetRaftConfig(context.Context, *GetRaftConfigR
 }
 func (UnimplementedClusterServer) SetRaftConfig(context.Context, *SetRaftConfigRequest) (*SetRaftConfigResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetRaftConfig not implemented")
+}
+func (UnimplementedClusterServer) Compact(context.Context, *CompactRequest) (*CompactResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Compact not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -442,6 +466,24 @@ func _Cluster_SetRaftConfig_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_Compact_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompactRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).Compact(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_Compact_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).Compact(ctx, req.(*CompactRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -488,6 +530,10 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetRaftConfig",
 			Handler:    _Cluster_SetRaftConfig_Handler,
+		},
+		{
+			MethodName: "Compact",
+			Handler:    _Cluster_Compact_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,53 @@
+package api
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/cairndb/cairn/api/cairnpb"
+	"github.com/cairndb/cairn/cluster"
+	"github.com/cairndb/cairn/fsm"
+)
+
+// Compactor is what the Compact call needs from the node (cluster.Node implements it). Like
+// Admin it is found with a type assertion; a node without it answers UNIMPLEMENTED. Compact fails
+// with *cluster.NotLeaderError on a follower, which then forwards the call to the leader.
+type Compactor interface {
+	Compact(ctx context.Context, wait bool) (cluster.CompactInfo, error)
+}
+
+// Compact implements cairnpb.ClusterServer: the leader proposes a compaction and, unless no_wait,
+// answers once its own reclaim covering it finished; a follower forwards the call.
+func (s *Service) Compact(ctx context.Context, req *cairnpb.CompactRequest) (*cairnpb.CompactResponse, error) {
+	c, ok := s.node.(Compactor)
+	if !ok {
+		return nil, s.fail(ctx, "compact", errNoAdmin)
+	}
+	info, err := c.Compact(ctx, !req.GetNoWait())
+	if err != nil {
+		if addr, ok := s.forwardTarget(ctx, "compact", err, false); ok {
+			resp, ferr := forwardConn(ctx, s, "compact", addr, true, func(ctx context.Context, cc grpc.ClientConnInterface) (*cairnpb.CompactResponse, error) {
+				return cairnpb.NewClusterClient(cc).Compact(ctx, req)
+			})
+			if ferr != nil {
+				return nil, s.fail(ctx, "compact", ferr)
+			}
+			return resp, nil
+		}
+		return nil, s.fail(ctx, "compact", err)
+	}
+	status := "done"
+	if !info.Waited {
+		status = "pending"
+	}
+	return &cairnpb.CompactResponse{LogIndex: info.LogIndex, Position: info.Position, NodeId: s.node.ID(),
+		Status: status, Reclaim: reclaimStatsPB(info.Reclaim.Last), Total: reclaimStatsPB(info.Reclaim.Total)}, nil
+}
+
+func reclaimStatsPB(st fsm.ReclaimStats) *cairnpb.ReclaimStats {
+	return &cairnpb.ReclaimStats{SegmentsScanned: uint32(st.SegmentsScanned), SegmentsRewritten: uint32(st.SegmentsRewritten),
+		RecordsRedacted: uint64(st.RecordsRedacted), BytesBefore: st.BytesBefore, BytesAfter: st.BytesAfter,
+		BytesReclaimed: st.BytesReclaimed(), Duration: durationpb.New(st.Duration)}
+}

@@ -63,6 +63,7 @@ type options struct {
 	electionTimeout                  time.Duration
 	snapshotThreshold                uint64
 	snapshotInterval                 time.Duration
+	compactInterval                  time.Duration
 	dedupeMaxEvents                  int
 	dedupeMaxAge                     time.Duration
 	maxEventBytes, maxRequestBytes   int
@@ -95,6 +96,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.electionTimeout, "election-timeout", time.Second, "raft election timeout")
 	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 8192, "raft entries between snapshots")
 	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether to snapshot")
+	fs.DurationVar(&o.compactInterval, "compact-interval", time.Hour,
+		"how often the leader proposes a compaction when deleted events await one (space reclaim); 0 disables (then only 'cairnctl compact')")
 	fs.IntVar(&o.dedupeMaxEvents, "dedupe-max-events", fsm.DefaultDedupeMaxEvents, "idempotency window: most recent events remembered by id (same on every node)")
 	fs.DurationVar(&o.dedupeMaxAge, "dedupe-max-age", fsm.DefaultDedupeMaxAge, "idempotency window: age in commit time (same on every node; negative: unbounded)")
 	fs.IntVar(&o.maxEventBytes, "max-event-bytes", api.DefaultMaxEventBytes, "largest event accepted (data+metadata+type+content type+tags)")
@@ -202,7 +205,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	m := newMetrics(o.nodeID)
 	fcfg := fsm.Config{Dedupe: fsm.DedupeHorizon{MaxEvents: o.dedupeMaxEvents, MaxAge: o.dedupeMaxAge},
-		OnApply: m.onApply, OnSnapshot: m.onSnapshot}
+		OnApply: m.onApply, OnSnapshot: m.onSnapshot, OnReclaim: m.onReclaim}
 	// The FSM's record limit must stay above the api's event limit (see api.Config.MaxEventBytes).
 	fcfg.Segment.MaxRecordBytes = max(16<<20, 2*o.maxEventBytes+64<<10)
 	node, err := cluster.Open(cluster.Config{
@@ -212,7 +215,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		GossipBind:    o.gossipBind, GossipAdvertise: o.gossipAdvertise,
 		Join: splitList(o.join), BootstrapExpect: o.bootstrapExpect, NonVoter: o.nonVoter, LeaveOnClose: o.leaveOnShutdown,
 		HeartbeatTimeout: o.heartbeatTimeout, ElectionTimeout: o.electionTimeout,
-		SnapshotThreshold: o.snapshotThreshold, SnapshotInterval: o.snapshotInterval,
+		SnapshotThreshold: o.snapshotThreshold, SnapshotInterval: o.snapshotInterval, CompactInterval: o.compactInterval,
 		FSM: fcfg, Version: version, Logger: base, OnBatch: m.onBatch,
 	})
 	if err != nil {

@@ -64,6 +64,7 @@ type options struct {
 	snapshotThreshold                uint64
 	snapshotInterval                 time.Duration
 	compactInterval                  time.Duration
+	segmentBytes                     int64
 	dedupeMaxEvents                  int
 	dedupeMaxAge                     time.Duration
 	maxEventBytes, maxRequestBytes   int
@@ -98,6 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether to snapshot")
 	fs.DurationVar(&o.compactInterval, "compact-interval", time.Hour,
 		"how often the leader proposes a compaction when deleted events await one (space reclaim); 0 disables (then only 'cairnctl compact')")
+	fs.Int64Var(&o.segmentBytes, "segment-bytes", 0, "segment file size at which the next file starts (0: 64 MiB); only sealed files are compacted")
 	fs.IntVar(&o.dedupeMaxEvents, "dedupe-max-events", fsm.DefaultDedupeMaxEvents, "idempotency window: most recent events remembered by id (same on every node)")
 	fs.DurationVar(&o.dedupeMaxAge, "dedupe-max-age", fsm.DefaultDedupeMaxAge, "idempotency window: age in commit time (same on every node; negative: unbounded)")
 	fs.IntVar(&o.maxEventBytes, "max-event-bytes", api.DefaultMaxEventBytes, "largest event accepted (data+metadata+type+content type+tags)")
@@ -208,6 +210,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		OnApply: m.onApply, OnSnapshot: m.onSnapshot, OnReclaim: m.onReclaim}
 	// The FSM's record limit must stay above the api's event limit (see api.Config.MaxEventBytes).
 	fcfg.Segment.MaxRecordBytes = max(16<<20, 2*o.maxEventBytes+64<<10)
+	fcfg.Segment.MaxSegmentBytes = o.segmentBytes
 	node, err := cluster.Open(cluster.Config{
 		NodeID: o.nodeID, DataDir: o.dataDir,
 		RaftBind: o.raftBind, RaftAdvertise: o.raftAdvertise,

@@ -17,6 +17,12 @@ func TestCompactedEventsLeaveAllReadsAndSubscriptions(t *testing.T) {
 	mustAppend(t, ts.events, "gone", evt(1, "A"), evt(2, "A")) // positions 1, 2
 	mustAppend(t, ts.events, "kept", evt(3, "B"))              // 3
 	node.tombstone(t, "gone")                                  // 4
+	// A subscriber before the compaction receives the events: they are visible until then (and
+	// its live reads fill the tail cache, which the compaction must invalidate).
+	early := subscribe(t, ts, &cairnpb.SubscribeRequest{})
+	if evs, _ := recvUntil(t, early, 4); !slices.Equal(positions(evs), []uint64{1, 2, 3, 4}) {
+		t.Fatalf("subscriber before compaction got %v", positions(evs))
+	}
 	if got, want := readAllPositions(t, ts, nil), []uint64{1, 2, 3, 4}; !slices.Equal(got, want) {
 		t.Fatalf("before compaction $all positions %v, want %v", got, want)
 	}

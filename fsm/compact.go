@@ -264,6 +264,14 @@ func (f *FSM) rewriteSealed(seg *segment.Log, sb map[string]uint64) (ReclaimStat
 	return st, nil
 }
 
+// Compactions returns how many compactions have been applied on this node. A record read before
+// a compaction may read differently (redacted) after it; caches of records key on this count.
+func (f *FSM) Compactions() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.idx.compactions
+}
+
 // ReclaimStatus returns this node's physical reclaim state.
 func (f *FSM) ReclaimStatus() ReclaimStatus {
 	f.reclaim.mu.Lock()

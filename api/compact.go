@@ -4,11 +4,9 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/cairndb/cairn/api/cairnpb"
 	"github.com/cairndb/cairn/cluster"
-	"github.com/cairndb/cairn/fsm"
 )
 
 // Compactor is what the Compact call needs from the node (cluster.Node implements it). Like
@@ -43,11 +41,5 @@ func (s *Service) Compact(ctx context.Context, req *cairnpb.CompactRequest) (*ca
 		status = "pending"
 	}
 	return &cairnpb.CompactResponse{LogIndex: info.LogIndex, Position: info.Position, NodeId: s.node.ID(),
-		Status: status, Reclaim: reclaimStatsPB(info.Reclaim.Last), Total: reclaimStatsPB(info.Reclaim.Total)}, nil
-}
-
-func reclaimStatsPB(st fsm.ReclaimStats) *cairnpb.ReclaimStats {
-	return &cairnpb.ReclaimStats{SegmentsScanned: uint32(st.SegmentsScanned), SegmentsRewritten: uint32(st.SegmentsRewritten),
-		RecordsRedacted: uint64(st.RecordsRedacted), BytesBefore: st.BytesBefore, BytesAfter: st.BytesAfter,
-		BytesReclaimed: st.BytesReclaimed(), Duration: durationpb.New(st.Duration)}
+		Status: status, Reclaim: cluster.ReclaimStatsPB(info.Reclaim.Last), Total: cluster.ReclaimStatsPB(info.Reclaim.Total)}, nil
 }

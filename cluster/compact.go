@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/cairndb/cairn/api/cairnpb"
 
 	"github.com/cairndb/cairn/fsm"
 	"github.com/cairndb/cairn/fsm/fsmpb"
@@ -82,4 +85,21 @@ func (n *Node) compactLoop() {
 		}
 		n.log.Info("policy compaction proposed", "index", info.LogIndex, "interval", n.cfg.CompactInterval)
 	}
+}
+
+// ReclaimStatsPB converts reclaim statistics to their wire form.
+func ReclaimStatsPB(st fsm.ReclaimStats) *cairnpb.ReclaimStats {
+	return &cairnpb.ReclaimStats{SegmentsScanned: uint32(st.SegmentsScanned), SegmentsRewritten: uint32(st.SegmentsRewritten),
+		RecordsRedacted: uint64(st.RecordsRedacted), BytesBefore: st.BytesBefore, BytesAfter: st.BytesAfter,
+		BytesReclaimed: st.BytesReclaimed(), Duration: durationpb.New(st.Duration)}
+}
+
+// reclaimStatusPB converts this node's reclaim state for Status.
+func reclaimStatusPB(st fsm.ReclaimStatus) *cairnpb.ReclaimStatus {
+	out := &cairnpb.ReclaimStatus{Running: st.Running, Compactions: st.Compactions, CoveredIndex: st.CoveredIndex,
+		Last: ReclaimStatsPB(st.Last), Total: ReclaimStatsPB(st.Total)}
+	if st.LastError != nil {
+		out.LastError = st.LastError.Error()
+	}
+	return out
 }

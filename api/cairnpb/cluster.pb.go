@@ -1112,6 +1112,8 @@ type StatusResponse struct {
 	LastContact   *durationpb.Duration   `protobuf:"bytes,9,opt,name=last_contact,json=lastContact,proto3" json:"last_contact,omitempty"`
 	Members       []*Member              `protobuf:"bytes,10,rep,name=members,proto3" json:"members,omitempty"`
 	Version       string                 `protobuf:"bytes,11,opt,name=version,proto3" json:"version,omitempty"`
+	// This node's space reclaim (compaction) state.
+	Reclaim       *ReclaimStatus `protobuf:"bytes,12,opt,name=reclaim,proto3" json:"reclaim,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1223,6 +1225,103 @@ func (x *StatusResponse) GetVersion() string {
 	return ""
 }
 
+func (x *StatusResponse) GetReclaim() *ReclaimStatus {
+	if x != nil {
+		return x.Reclaim
+	}
+	return nil
+}
+
+// ReclaimStatus is a node's space reclaim state.
+type ReclaimStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A pass over the sealed segments is in progress.
+	Running bool `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
+	// Compactions in this node's log when the last pass started.
+	Compactions uint64 `protobuf:"varint,2,opt,name=compactions,proto3" json:"compactions,omitempty"`
+	// Every compaction at or below this raft index has been reclaimed on this node.
+	CoveredIndex uint64 `protobuf:"varint,3,opt,name=covered_index,json=coveredIndex,proto3" json:"covered_index,omitempty"`
+	// The last completed pass, and the sum of all passes since the node started.
+	Last  *ReclaimStats `protobuf:"bytes,4,opt,name=last,proto3" json:"last,omitempty"`
+	Total *ReclaimStats `protobuf:"bytes,5,opt,name=total,proto3" json:"total,omitempty"`
+	// Why the last pass ended early; empty if it completed.
+	LastError     string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReclaimStatus) Reset() {
+	*x = ReclaimStatus{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimStatus) ProtoMessage() {}
+
+func (x *ReclaimStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimStatus.ProtoReflect.Descriptor instead.
+func (*ReclaimStatus) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ReclaimStatus) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+func (x *ReclaimStatus) GetCompactions() uint64 {
+	if x != nil {
+		return x.Compactions
+	}
+	return 0
+}
+
+func (x *ReclaimStatus) GetCoveredIndex() uint64 {
+	if x != nil {
+		return x.CoveredIndex
+	}
+	return 0
+}
+
+func (x *ReclaimStatus) GetLast() *ReclaimStats {
+	if x != nil {
+		return x.Last
+	}
+	return nil
+}
+
+func (x *ReclaimStatus) GetTotal() *ReclaimStats {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *ReclaimStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
 // CompactRequest asks for a compaction.
 type CompactRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1234,7 +1333,7 @@ type CompactRequest struct {
 
 func (x *CompactRequest) Reset() {
 	*x = CompactRequest{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[22]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1345,7 @@ func (x *CompactRequest) String() string {
 func (*CompactRequest) ProtoMessage() {}
 
 func (x *CompactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[22]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1358,7 @@ func (x *CompactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
 func (*CompactRequest) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{22}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CompactRequest) GetNoWait() bool {
@@ -1285,7 +1384,7 @@ type ReclaimStats struct {
 
 func (x *ReclaimStats) Reset() {
 	*x = ReclaimStats{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[23]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1396,7 @@ func (x *ReclaimStats) String() string {
 func (*ReclaimStats) ProtoMessage() {}
 
 func (x *ReclaimStats) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[23]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1409,7 @@ func (x *ReclaimStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReclaimStats.ProtoReflect.Descriptor instead.
 func (*ReclaimStats) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{23}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReclaimStats) GetSegmentsScanned() uint32 {
@@ -1382,7 +1481,7 @@ type CompactResponse struct {
 
 func (x *CompactResponse) Reset() {
 	*x = CompactResponse{}
-	mi := &file_cairn_v1_cluster_proto_msgTypes[24]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1493,7 @@ func (x *CompactResponse) String() string {
 func (*CompactResponse) ProtoMessage() {}
 
 func (x *CompactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cairn_v1_cluster_proto_msgTypes[24]
+	mi := &file_cairn_v1_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1506,7 @@ func (x *CompactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactResponse.ProtoReflect.Descriptor instead.
 func (*CompactResponse) Descriptor() ([]byte, []int) {
-	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{24}
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CompactResponse) GetLogIndex() uint64 {
@@ -1515,7 +1614,7 @@ const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\x04role\x18\x05 \x01(\tR\x04role\x12#\n" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x10\n" +
 	"\x03lag\x18\a \x01(\x04R\x03lag\x12\x16\n" +
-	"\x06gossip\x18\b \x01(\tR\x06gossip\"\x87\x03\n" +
+	"\x06gossip\x18\b \x01(\tR\x06gossip\"\xba\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1b\n" +
@@ -1528,7 +1627,16 @@ const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\flast_contact\x18\t \x01(\v2\x19.google.protobuf.DurationR\vlastContact\x12*\n" +
 	"\amembers\x18\n" +
 	" \x03(\v2\x10.cairn.v1.MemberR\amembers\x12\x18\n" +
-	"\aversion\x18\v \x01(\tR\aversion\")\n" +
+	"\aversion\x18\v \x01(\tR\aversion\x121\n" +
+	"\areclaim\x18\f \x01(\v2\x17.cairn.v1.ReclaimStatusR\areclaim\"\xe9\x01\n" +
+	"\rReclaimStatus\x12\x18\n" +
+	"\arunning\x18\x01 \x01(\bR\arunning\x12 \n" +
+	"\vcompactions\x18\x02 \x01(\x04R\vcompactions\x12#\n" +
+	"\rcovered_index\x18\x03 \x01(\x04R\fcoveredIndex\x12*\n" +
+	"\x04last\x18\x04 \x01(\v2\x16.cairn.v1.ReclaimStatsR\x04last\x12,\n" +
+	"\x05total\x18\x05 \x01(\v2\x16.cairn.v1.ReclaimStatsR\x05total\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\")\n" +
 	"\x0eCompactRequest\x12\x17\n" +
 	"\ano_wait\x18\x01 \x01(\bR\x06noWait\"\xb7\x02\n" +
 	"\fReclaimStats\x12)\n" +
@@ -1572,7 +1680,7 @@ func file_cairn_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_cairn_v1_cluster_proto_rawDescData
 }
 
-var file_cairn_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_cairn_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_cairn_v1_cluster_proto_goTypes = []any{
 	(*AddServerRequest)(nil),       // 0: cairn.v1.AddServerRequest
 	(*AddServerResponse)(nil),      // 1: cairn.v1.AddServerResponse
@@ -1596,51 +1704,55 @@ var file_cairn_v1_cluster_proto_goTypes = []any{
 	(*StatusRequest)(nil),          // 19: cairn.v1.StatusRequest
 	(*Member)(nil),                 // 20: cairn.v1.Member
 	(*StatusResponse)(nil),         // 21: cairn.v1.StatusResponse
-	(*CompactRequest)(nil),         // 22: cairn.v1.CompactRequest
-	(*ReclaimStats)(nil),           // 23: cairn.v1.ReclaimStats
-	(*CompactResponse)(nil),        // 24: cairn.v1.CompactResponse
-	(*durationpb.Duration)(nil),    // 25: google.protobuf.Duration
+	(*ReclaimStatus)(nil),          // 22: cairn.v1.ReclaimStatus
+	(*CompactRequest)(nil),         // 23: cairn.v1.CompactRequest
+	(*ReclaimStats)(nil),           // 24: cairn.v1.ReclaimStats
+	(*CompactResponse)(nil),        // 25: cairn.v1.CompactResponse
+	(*durationpb.Duration)(nil),    // 26: google.protobuf.Duration
 }
 var file_cairn_v1_cluster_proto_depIdxs = []int32{
-	25, // 0: cairn.v1.SnapshotResponse.duration:type_name -> google.protobuf.Duration
-	25, // 1: cairn.v1.RaftConfig.snapshot_interval:type_name -> google.protobuf.Duration
-	25, // 2: cairn.v1.RaftConfig.heartbeat_timeout:type_name -> google.protobuf.Duration
-	25, // 3: cairn.v1.RaftConfig.election_timeout:type_name -> google.protobuf.Duration
+	26, // 0: cairn.v1.SnapshotResponse.duration:type_name -> google.protobuf.Duration
+	26, // 1: cairn.v1.RaftConfig.snapshot_interval:type_name -> google.protobuf.Duration
+	26, // 2: cairn.v1.RaftConfig.heartbeat_timeout:type_name -> google.protobuf.Duration
+	26, // 3: cairn.v1.RaftConfig.election_timeout:type_name -> google.protobuf.Duration
 	12, // 4: cairn.v1.GetRaftConfigResponse.config:type_name -> cairn.v1.RaftConfig
 	12, // 5: cairn.v1.SetRaftConfigRequest.config:type_name -> cairn.v1.RaftConfig
 	12, // 6: cairn.v1.SetRaftConfigResponse.config:type_name -> cairn.v1.RaftConfig
-	25, // 7: cairn.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
+	26, // 7: cairn.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
 	20, // 8: cairn.v1.StatusResponse.members:type_name -> cairn.v1.Member
-	25, // 9: cairn.v1.ReclaimStats.duration:type_name -> google.protobuf.Duration
-	23, // 10: cairn.v1.CompactResponse.reclaim:type_name -> cairn.v1.ReclaimStats
-	23, // 11: cairn.v1.CompactResponse.total:type_name -> cairn.v1.ReclaimStats
-	19, // 12: cairn.v1.Cluster.Status:input_type -> cairn.v1.StatusRequest
-	17, // 13: cairn.v1.Cluster.Digest:input_type -> cairn.v1.DigestRequest
-	0,  // 14: cairn.v1.Cluster.AddServer:input_type -> cairn.v1.AddServerRequest
-	2,  // 15: cairn.v1.Cluster.RemoveServer:input_type -> cairn.v1.RemoveServerRequest
-	4,  // 16: cairn.v1.Cluster.Promote:input_type -> cairn.v1.PromoteRequest
-	6,  // 17: cairn.v1.Cluster.Demote:input_type -> cairn.v1.DemoteRequest
-	8,  // 18: cairn.v1.Cluster.TransferLeader:input_type -> cairn.v1.TransferLeaderRequest
-	10, // 19: cairn.v1.Cluster.Snapshot:input_type -> cairn.v1.SnapshotRequest
-	13, // 20: cairn.v1.Cluster.GetRaftConfig:input_type -> cairn.v1.GetRaftConfigRequest
-	15, // 21: cairn.v1.Cluster.SetRaftConfig:input_type -> cairn.v1.SetRaftConfigRequest
-	22, // 22: cairn.v1.Cluster.Compact:input_type -> cairn.v1.CompactRequest
-	21, // 23: cairn.v1.Cluster.Status:output_type -> cairn.v1.StatusResponse
-	18, // 24: cairn.v1.Cluster.Digest:output_type -> cairn.v1.DigestResponse
-	1,  // 25: cairn.v1.Cluster.AddServer:output_type -> cairn.v1.AddServerResponse
-	3,  // 26: cairn.v1.Cluster.RemoveServer:output_type -> cairn.v1.RemoveServerResponse
-	5,  // 27: cairn.v1.Cluster.Promote:output_type -> cairn.v1.PromoteResponse
-	7,  // 28: cairn.v1.Cluster.Demote:output_type -> cairn.v1.DemoteResponse
-	9,  // 29: cairn.v1.Cluster.TransferLeader:output_type -> cairn.v1.TransferLeaderResponse
-	11, // 30: cairn.v1.Cluster.Snapshot:output_type -> cairn.v1.SnapshotResponse
-	14, // 31: cairn.v1.Cluster.GetRaftConfig:output_type -> cairn.v1.GetRaftConfigResponse
-	16, // 32: cairn.v1.Cluster.SetRaftConfig:output_type -> cairn.v1.SetRaftConfigResponse
-	24, // 33: cairn.v1.Cluster.Compact:output_type -> cairn.v1.CompactResponse
-	23, // [23:34] is the sub-list for method output_type
-	12, // [12:23] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	22, // 9: cairn.v1.StatusResponse.reclaim:type_name -> cairn.v1.ReclaimStatus
+	24, // 10: cairn.v1.ReclaimStatus.last:type_name -> cairn.v1.ReclaimStats
+	24, // 11: cairn.v1.ReclaimStatus.total:type_name -> cairn.v1.ReclaimStats
+	26, // 12: cairn.v1.ReclaimStats.duration:type_name -> google.protobuf.Duration
+	24, // 13: cairn.v1.CompactResponse.reclaim:type_name -> cairn.v1.ReclaimStats
+	24, // 14: cairn.v1.CompactResponse.total:type_name -> cairn.v1.ReclaimStats
+	19, // 15: cairn.v1.Cluster.Status:input_type -> cairn.v1.StatusRequest
+	17, // 16: cairn.v1.Cluster.Digest:input_type -> cairn.v1.DigestRequest
+	0,  // 17: cairn.v1.Cluster.AddServer:input_type -> cairn.v1.AddServerRequest
+	2,  // 18: cairn.v1.Cluster.RemoveServer:input_type -> cairn.v1.RemoveServerRequest
+	4,  // 19: cairn.v1.Cluster.Promote:input_type -> cairn.v1.PromoteRequest
+	6,  // 20: cairn.v1.Cluster.Demote:input_type -> cairn.v1.DemoteRequest
+	8,  // 21: cairn.v1.Cluster.TransferLeader:input_type -> cairn.v1.TransferLeaderRequest
+	10, // 22: cairn.v1.Cluster.Snapshot:input_type -> cairn.v1.SnapshotRequest
+	13, // 23: cairn.v1.Cluster.GetRaftConfig:input_type -> cairn.v1.GetRaftConfigRequest
+	15, // 24: cairn.v1.Cluster.SetRaftConfig:input_type -> cairn.v1.SetRaftConfigRequest
+	23, // 25: cairn.v1.Cluster.Compact:input_type -> cairn.v1.CompactRequest
+	21, // 26: cairn.v1.Cluster.Status:output_type -> cairn.v1.StatusResponse
+	18, // 27: cairn.v1.Cluster.Digest:output_type -> cairn.v1.DigestResponse
+	1,  // 28: cairn.v1.Cluster.AddServer:output_type -> cairn.v1.AddServerResponse
+	3,  // 29: cairn.v1.Cluster.RemoveServer:output_type -> cairn.v1.RemoveServerResponse
+	5,  // 30: cairn.v1.Cluster.Promote:output_type -> cairn.v1.PromoteResponse
+	7,  // 31: cairn.v1.Cluster.Demote:output_type -> cairn.v1.DemoteResponse
+	9,  // 32: cairn.v1.Cluster.TransferLeader:output_type -> cairn.v1.TransferLeaderResponse
+	11, // 33: cairn.v1.Cluster.Snapshot:output_type -> cairn.v1.SnapshotResponse
+	14, // 34: cairn.v1.Cluster.GetRaftConfig:output_type -> cairn.v1.GetRaftConfigResponse
+	16, // 35: cairn.v1.Cluster.SetRaftConfig:output_type -> cairn.v1.SetRaftConfigResponse
+	25, // 36: cairn.v1.Cluster.Compact:output_type -> cairn.v1.CompactResponse
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_cluster_proto_init() }
@@ -1654,7 +1766,7 @@ func file_cairn_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_cluster_proto_rawDesc), len(file_cairn_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

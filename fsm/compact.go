@@ -285,6 +285,9 @@ func (f *FSM) ReclaimStatus() ReclaimStatus {
 // A pass that fails is reported in LastError and does not count as covering index.
 func (f *FSM) WaitReclaimed(ctx context.Context, index uint64) (ReclaimStatus, error) {
 	began := time.Now()
+	if err := f.WaitApplied(ctx, index); err != nil {
+		return f.ReclaimStatus(), err
+	}
 	f.mu.RLock()
 	if last := f.idx.lastCompactionIndex; last <= index {
 		index = last // nothing after the last compaction needs reclaiming

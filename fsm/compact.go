@@ -96,7 +96,8 @@ func redact(r *segment.Record) segment.Record {
 
 // ReclaimStats describes one physical reclaim pass over the sealed segments.
 type ReclaimStats struct {
-	// SegmentsScanned is how many sealed segments the pass read.
+	// SegmentsScanned is how many sealed segments the pass read (segments already reclaimed for
+	// every compaction so far are skipped).
 	SegmentsScanned int
 	// SegmentsRewritten is how many of them it replaced (a segment with nothing to drop is not).
 	SegmentsRewritten int
@@ -148,6 +149,13 @@ type reclaimer struct {
 	mu      sync.Mutex
 	status  ReclaimStatus
 	changed chan struct{} // closed and replaced whenever status changes
+
+	// Reclaim-goroutine state: for each sealed segment of reclaimedLog (by base), the scavenged
+	// generation (index.scavenged) it was last fully reclaimed for. A segment reclaimed for the
+	// current generation has nothing left to drop and is not read again; the map lives in memory,
+	// so the first pass after a restart reads every sealed segment once.
+	reclaimedLog *segment.Log
+	reclaimed    map[uint64]uint64
 }
 
 func newReclaimer() *reclaimer {
@@ -181,6 +189,11 @@ func (f *FSM) reclaimLoop() {
 			return
 		case <-r.kick:
 		}
+		select {
+		case <-r.stop: // both were ready: closing wins
+			return
+		default:
+		}
 		f.reclaimPass()
 	}
 }
@@ -196,14 +209,14 @@ func (f *FSM) reclaimPass() {
 	f.mu.RLock()
 	seg, applied := f.seg, f.applied
 	sb := f.idx.scavengedSet()
-	compactions := f.idx.compactions
+	compactions, gen := f.idx.compactions, f.idx.scavenged
 	f.mu.RUnlock()
 	f.reclaim.update(func(s *ReclaimStatus) { s.Running, s.Compactions, s.Started = true, compactions, s.Started+1 })
 
 	var st ReclaimStats
 	var err error
 	if len(sb) > 0 {
-		st, err = f.rewriteSealed(seg, sb)
+		st, err = f.rewriteSealed(seg, sb, gen)
 	}
 	st.Duration = time.Since(start)
 	switch {
@@ -231,11 +244,19 @@ func (f *FSM) reclaimPass() {
 	}
 }
 
-func (f *FSM) rewriteSealed(seg *segment.Log, sb map[string]uint64) (ReclaimStats, error) {
+// rewriteSealed reclaims every sealed segment not yet reclaimed for scavenged generation gen.
+func (f *FSM) rewriteSealed(seg *segment.Log, sb map[string]uint64, gen uint64) (ReclaimStats, error) {
+	r := f.reclaim
+	if r.reclaimedLog != seg { // first pass, or a restore replaced the generation
+		r.reclaimedLog, r.reclaimed = seg, make(map[uint64]uint64)
+	}
 	var st ReclaimStats
 	for _, base := range seg.SealedBases() {
+		if r.reclaimed[base] == gen {
+			continue
+		}
 		select {
-		case <-f.reclaim.stop:
+		case <-r.stop:
 			return st, errReclaimStopped
 		default:
 		}
@@ -260,6 +281,7 @@ func (f *FSM) rewriteSealed(seg *segment.Log, sb map[string]uint64) (ReclaimStat
 		if err != nil {
 			return st, fmt.Errorf("fsm: reclaim segment at position %d: %w", base, err)
 		}
+		r.reclaimed[base] = gen
 	}
 	return st, nil
 }

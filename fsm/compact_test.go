@@ -274,7 +274,7 @@ func TestCompactionSurvivesRestartMidReclaim(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
-	if st := b.ReclaimStatus(); st.Last.SegmentsRewritten != 1 || !errors.Is(st.LastError, errReclaimStopped) {
+	if st := b.ReclaimStatus(); st.Total.SegmentsRewritten != 1 || !errors.Is(st.LastError, errReclaimStopped) {
 		t.Fatalf("interrupted pass: %+v, want one segment rewritten and a stop", st)
 	}
 	re := mustOpen(t, dirB, smallSegments)
@@ -336,5 +336,113 @@ func TestCompactionSnapshotRestore(t *testing.T) {
 				t.Fatalf("digest differs: %s vs %s", ds, dd)
 			}
 		})
+	}
+}
+
+// TestReclaimAfterRollAndSkipsReclaimedSegments: events still in the active segment when a
+// compaction was applied are reclaimed once their segment is sealed, without another compaction,
+// and a pass does not read segments it already reclaimed.
+func TestReclaimAfterRollAndSkipsReclaimedSegments(t *testing.T) {
+	logs, _ := compactWorkload(t, 10, 20)
+	f := mustOpen(t, t.TempDir(), smallSegments)
+	applyInBatches(f, logs, 1)
+	first := waitReclaimed(t, f)
+	sealed := len(f.seg.SealedBases())
+	if first.Last.SegmentsScanned != sealed {
+		t.Fatalf("first pass scanned %d segments, %d are sealed", first.Last.SegmentsScanned, sealed)
+	}
+	tombstoned := func(stream string) bool { return f.Stream(stream).Tombstoned }
+	// Compacted events in the active segment are stored whole until it is sealed.
+	lastBase := lastSegmentBase(t, f)
+	whole := countWhole(t, f, lastBase, tombstoned)
+	if whole == 0 {
+		t.Fatal("fixture: the active segment holds no compacted events")
+	}
+	// Append until that segment is sealed; the roll alone must start a pass.
+	before := f.ReclaimStatus().Completed
+	next := uint64(len(logs))
+	for n := uint64(0); lastSegmentBase(t, f) == lastBase; n++ {
+		next++
+		applyInBatches(f, []*raft.Log{entry(t, next, int64(next)*1000, appendReq(part("s1", any_(), bigEv(20_000+n))))}, 1)
+		if n > 1000 {
+			t.Fatal("the active segment never rolled")
+		}
+	}
+	// Passes requested by earlier rolls may still be queued: wait for the one that found work.
+	st := waitPasses(t, f, before+1)
+	for n := st.Completed + 1; st.Last.RecordsRedacted == 0; n++ {
+		st = waitPasses(t, f, n)
+	}
+	if got := countWhole(t, f, lastBase, tombstoned); got != 0 {
+		t.Fatalf("%d compacted events still whole in the newly sealed segment after the roll-triggered pass %+v", got, st.Last)
+	}
+	if st.Last.SegmentsScanned != 1 || st.Last.RecordsRedacted != whole {
+		t.Fatalf("roll-triggered pass %+v: want exactly the newly sealed segment read and its %d events redacted", st.Last, whole)
+	}
+}
+
+// segmentBases returns the first position of every segment file, the active one last.
+func segmentBases(t *testing.T, f *FSM) []uint64 {
+	t.Helper()
+	refs, err := f.seg.Files(f.seg.LastPosition())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]uint64, len(refs))
+	for i, r := range refs {
+		if _, err := fmt.Sscanf(r.Name, "%d.seg", &out[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func lastSegmentBase(t *testing.T, f *FSM) uint64 {
+	b := segmentBases(t, f)
+	return b[len(b)-1]
+}
+
+// countWhole counts events of tombstoned streams stored whole (not redacted) in the segment that
+// starts at base, reading the raw records.
+func countWhole(t *testing.T, f *FSM, base uint64, tombstoned func(string) bool) int {
+	t.Helper()
+	end := f.seg.LastPosition() + 1
+	for _, b := range segmentBases(t, f) {
+		if b > base {
+			end = b
+			break
+		}
+	}
+	it := f.seg.Scan(base, Forward)
+	defer it.Close()
+	n := 0
+	for it.Next() && it.Record().Position < end {
+		if r := it.Record(); r.Kind == KindEvent && tombstoned(r.Stream) {
+			n++
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitPasses waits until at least n reclaim passes completed.
+func waitPasses(t *testing.T, f *FSM, n uint64) ReclaimStatus {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		r := f.reclaim
+		r.mu.Lock()
+		st, ch := r.status, r.changed
+		r.mu.Unlock()
+		if st.Completed >= n {
+			return st
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("only %d reclaim passes completed, want %d", st.Completed, n)
+		}
 	}
 }

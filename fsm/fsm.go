@@ -136,8 +136,9 @@ type FSM struct {
 	stopReclaim sync.Once
 
 	// Apply-goroutine state, not read by readers.
-	nextPos uint64           // position the next record gets
-	pending []segment.Record // records decided in the current batch, not yet written
+	nextPos  uint64           // position the next record gets
+	pending  []segment.Record // records decided in the current batch, not yet written
+	segCount int              // segment files after the last batch, while compacted events exist
 }
 
 const currentFile = "CURRENT"
@@ -330,6 +331,13 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.publish(last, f.nextPos-1)
 	if f.idx.compactions != compactions {
 		f.reclaim.request()
+	} else if f.idx.scavenged > 0 {
+		// A segment sealed by this batch may hold compacted events: reclaim it now rather than
+		// at the next compaction (the pass skips segments it already reclaimed).
+		if n := f.seg.SegmentCount(); n != f.segCount {
+			f.segCount = n
+			f.reclaim.request()
+		}
 	}
 	if f.cfg.OnApply != nil {
 		f.cfg.OnApply(len(logs), len(f.pending), time.Since(start))

@@ -35,6 +35,14 @@ const (
 	stageRenamed      rewriteStage = "renamed"       // renamed over the original, directory not fsynced
 )
 
+// SegmentCount returns the number of segment files, the active one included. It is cheap (no
+// per-file work), for callers that watch for rolls.
+func (l *Log) SegmentCount() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.segs)
+}
+
 // SealedBases returns the first position of every sealed segment (every file but the active one),
 // in order. These are the segments Rewrite accepts.
 func (l *Log) SealedBases() []uint64 {

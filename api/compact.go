@@ -36,10 +36,10 @@ func (s *Service) Compact(ctx context.Context, req *cairnpb.CompactRequest) (*ca
 		}
 		return nil, s.fail(ctx, "compact", err)
 	}
-	status := "done"
+	status, reclaim := "done", info.Reclaim.Covering
 	if !info.Waited {
-		status = "pending"
+		status, reclaim = "pending", info.Reclaim.Last
 	}
 	return &cairnpb.CompactResponse{LogIndex: info.LogIndex, Position: info.Position, NodeId: s.node.ID(),
-		Status: status, Reclaim: cluster.ReclaimStatsPB(info.Reclaim.Last), Total: cluster.ReclaimStatsPB(info.Reclaim.Total)}, nil
+		Status: status, Reclaim: cluster.ReclaimStatsPB(reclaim), Total: cluster.ReclaimStatsPB(info.Reclaim.Total)}, nil
 }

@@ -19,7 +19,7 @@ type CompactInfo struct {
 	// LogIndex is the raft index of the compaction command; Position that of its marker record.
 	LogIndex, Position uint64
 	// Reclaim is this node's physical reclaim state when Compact returned. When Compact waited,
-	// Reclaim.Last is the pass that covered this compaction.
+	// Reclaim.Covering is what the passes covering this compaction reclaimed.
 	Reclaim fsm.ReclaimStatus
 	// Waited reports that Compact waited for this node's reclaim.
 	Waited bool
@@ -28,7 +28,7 @@ type CompactInfo struct {
 // Compact proposes a compaction (fsm CompactRequest): every node applies it at the same log index
 // and from then on treats every stream's hidden events as gone, then reclaims their space in the
 // background. With wait, it returns once this node's reclaim pass covering the command finished,
-// so Reclaim.Last says what this node reclaimed.
+// so Reclaim.Covering says what this node reclaimed for it.
 //
 // Errors: as Propose (*NotLeaderError on a follower, nothing proposed), or the context's error
 // while waiting for the reclaim (the compaction itself is then applied and stays).

@@ -134,11 +134,24 @@ type ReclaimStatus struct {
 	CoveredIndex uint64
 	// Last is the last completed pass; Total sums every pass since the FSM opened.
 	Last, Total ReclaimStats
+	// Covering is set only by WaitReclaimed: what the passes that started after the awaited
+	// compaction was applied reclaimed, up to and including the first that completed (later passes,
+	// such as those a segment roll requests, are not included).
+	Covering ReclaimStats
 	// LastError is the error that ended the last pass early, nil if it completed.
 	LastError error
 	// Finished is when the last pass ended; zero if none has.
 	Finished time.Time
 }
+
+// passRecord is one completed pass, for WaitReclaimed's Covering.
+type passRecord struct {
+	start uint64 // applied index when the pass started
+	stats ReclaimStats
+	ok    bool
+}
+
+const maxPassHistory = 64
 
 // reclaimer runs physical reclaim passes on a goroutine of its own.
 type reclaimer struct {
@@ -149,6 +162,7 @@ type reclaimer struct {
 	mu      sync.Mutex
 	status  ReclaimStatus
 	changed chan struct{} // closed and replaced whenever status changes
+	history []passRecord  // the latest completed passes, oldest first (at most maxPassHistory)
 
 	// Reclaim-goroutine state: for each sealed segment of reclaimedLog (by base), the scavenged
 	// generation (index.scavenged) it was last fully reclaimed for. A segment reclaimed for the
@@ -238,6 +252,11 @@ func (f *FSM) reclaimPass() {
 		if err == nil {
 			s.CoveredIndex = max(s.CoveredIndex, applied)
 		}
+		r := f.reclaim // update holds r.mu
+		if len(r.history) == maxPassHistory {
+			r.history = append(r.history[:0], r.history[1:]...)
+		}
+		r.history = append(r.history, passRecord{start: applied, stats: st, ok: err == nil})
 	})
 	if f.cfg.OnReclaim != nil {
 		f.cfg.OnReclaim(st, err)
@@ -301,10 +320,11 @@ func (f *FSM) ReclaimStatus() ReclaimStatus {
 	return f.reclaim.status
 }
 
-// WaitReclaimed blocks until a physical reclaim pass that covers every compaction at or below raft
-// index index has completed on this node (at once if there is none), and returns the status
-// then; Last describes that pass. It returns the context's error, or ErrClosed if the FSM closes.
-// A pass that fails is reported in LastError and does not count as covering index.
+// WaitReclaimed waits until raft index index is applied here, then until a physical reclaim pass
+// that covers every compaction at or below it has completed on this node (at once if there is
+// none), and returns the status then, with Covering saying what the covering passes reclaimed.
+// It returns the context's error, or ErrClosed if the FSM closes. A pass that fails is reported in
+// LastError and does not count as covering index.
 func (f *FSM) WaitReclaimed(ctx context.Context, index uint64) (ReclaimStatus, error) {
 	began := time.Now()
 	if err := f.WaitApplied(ctx, index); err != nil {
@@ -319,6 +339,16 @@ func (f *FSM) WaitReclaimed(ctx context.Context, index uint64) (ReclaimStatus, e
 		r := f.reclaim
 		r.mu.Lock()
 		st, ch := r.status, r.changed
+		if !st.Running && st.CoveredIndex >= index {
+			for _, h := range r.history {
+				if h.start >= index {
+					st.Covering.add(h.stats)
+					if h.ok {
+						break
+					}
+				}
+			}
+		}
 		r.mu.Unlock()
 		switch {
 		case st.Running:

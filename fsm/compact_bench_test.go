@@ -94,12 +94,12 @@ func BenchmarkReclaimHalfTombstoned(b *testing.B) {
 		b.ReportMetric(duringRate, "events/s_appended_during_reclaim")
 		// Appends during the pass add bytes; what is left of the data set is before - reclaimed.
 		b.ReportMetric(float64(before.Bytes)/(1<<20), "MiB_before")
-		b.ReportMetric(float64(before.Bytes-st.Last.BytesReclaimed())/(1<<20), "MiB_after")
-		b.ReportMetric(float64(st.Last.BytesReclaimed())/(1<<20), "MiB_reclaimed")
-		b.ReportMetric(float64(st.Last.SegmentsRewritten), "segments_rewritten")
+		b.ReportMetric(float64(before.Bytes-st.Covering.BytesReclaimed())/(1<<20), "MiB_after")
+		b.ReportMetric(float64(st.Covering.BytesReclaimed())/(1<<20), "MiB_reclaimed")
+		b.ReportMetric(float64(st.Covering.SegmentsRewritten), "segments_rewritten")
 		b.ReportMetric(float64(before.Segments), "segments")
 		b.ReportMetric(took.Seconds()*1000, "ms_compact+reclaim")
-		b.ReportMetric(float64(st.Last.BytesBefore)/(1<<20)/st.Last.Duration.Seconds(), "MiB/s_rewritten")
+		b.ReportMetric(float64(st.Covering.BytesBefore)/(1<<20)/st.Covering.Duration.Seconds(), "MiB/s_rewritten")
 		f.Close()
 	}
 }

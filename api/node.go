@@ -67,4 +67,7 @@ type Store interface {
 	// Digest hashes every record up to position upTo (0: all) canonically, so replicas that
 	// applied the same log agree; it returns the last position covered.
 	Digest(upTo uint64) (last uint64, sha256 string, err error)
+	// Compactions counts the compactions applied so far; reads of records before a compaction
+	// may change when it is applied (its events are then redacted), so caches key on it.
+	Compactions() uint64
 }

@@ -161,7 +161,7 @@ func (s *Service) scan(ctx context.Context, p scanParams) (scanResult, error) {
 				res.last = p.key(r)
 				continue
 			}
-			if p.match == nil || p.match(r) {
+			if !fsm.SystemRecord(r.Kind) && (p.match == nil || p.match(r)) { // no event: examined, not returned
 				ev := recordToPB(r)
 				size := proto.Size(ev) + 8 // + field tag and length prefix in the response
 				if len(res.events) > 0 && bytes+size > s.cfg.MaxResponseBytes {

@@ -15,7 +15,9 @@ import (
 // they all need next are read from the store and converted once, instead of once per
 // subscriber and wake-up. It changes nothing in what is delivered. Records are immutable and
 // their positions the same on every node and across snapshot restores, so a cached record is
-// never stale; the cache only holds consecutive positions, and a subscriber whose next position
+// never stale — except that a compaction turns earlier events into redacted records: the cache
+// remembers the compaction count it was filled under and starts over when it changes. The cache
+// only holds consecutive positions, and a subscriber whose next position
 // is not in it (it is catching up, or fell behind the cache) reads the store as before.
 
 // Tail cache bounds: the most recent records kept, by count and by approximate bytes.
@@ -41,8 +43,15 @@ type tailCache struct {
 	first uint64 // position of recs[0]
 	recs  []cachedRecord
 	bytes int
+	epoch uint64 // store.Compactions() when recs were read
 
 	fills, resets atomic.Uint64 // store reads into the cache; restarts at another position
+}
+
+func (c *tailCache) epochOf() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.epoch
 }
 
 // bounds returns the first cached position and the one after the last.
@@ -73,6 +82,13 @@ func (c *tailCache) get(from, upTo uint64, n int) ([]cachedRecord, bool) {
 // position after it (or restarting it at from when it is elsewhere). ok is false when from is
 // behind the cache or could not be cached: the caller then reads the store itself.
 func (c *tailCache) read(store Store, from, upTo uint64, n int) ([]cachedRecord, bool, error) {
+	if ep := store.Compactions(); ep != c.epochOf() {
+		c.mu.Lock()
+		if ep != c.epoch { // drop, never clear: readers may still hold slices of the old array
+			c.first, c.recs, c.bytes, c.epoch = 0, nil, 0, ep
+		}
+		c.mu.Unlock()
+	}
 	if recs, ok := c.get(from, upTo, n); ok {
 		return recs, true, nil
 	}

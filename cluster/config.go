@@ -71,6 +71,10 @@ type Config struct {
 	// the last one (default 256 MiB; negative disables): many large events can fill the disk and
 	// the raft log long before SnapshotThreshold entries (rqlite's WAL-size trigger).
 	SnapshotBytes int64
+	// CompactInterval is the compaction policy: every interval the leader proposes a compaction
+	// if some stream hides events no compaction made gone yet (space reclaim, fsm/compact.go).
+	// 0 or negative disables the policy; compactions then happen only on request (Compact).
+	CompactInterval time.Duration
 	// MaxAppendEntries bounds entries per AppendEntries, per FSM batch and per group commit
 	// (default 512).
 	MaxAppendEntries int

@@ -139,7 +139,8 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.verifier = &leaderVerifier{raft: n.raft}
-	n.wg.Add(5)
+	n.wg.Add(6)
+	go n.compactLoop()
 	go n.snapshotBytesLoop()
 	go n.batchLoop()
 	go n.resolveLoop()

@@ -31,6 +31,7 @@ func (n *Node) Status(ctx context.Context, withMemberLag bool) (*cairnpb.StatusR
 		AppliedIndex:  info.AppliedIndex,
 		LastLogIndex:  n.raft.LastIndex(),
 		Version:       n.cfg.Version,
+		Reclaim:       reclaimStatusPB(n.fsm.ReclaimStatus()),
 	}
 	if !info.Leader && info.LastContact < time.Duration(1<<62) {
 		resp.LastContact = durationpb.New(info.LastContact)

@@ -12,10 +12,14 @@ import (
 // Digest returns a SHA-256 over every record up to position upTo (0 or beyond the last visible
 // position means all of them), and the last position it covered. Two nodes that applied the same
 // log agree on it: it hashes a canonical encoding of each record's replicated fields, not the
-// segment bytes (whose batch framing differs between nodes). Used to check replica convergence.
+// segment bytes (whose batch framing differs between nodes). Events a compaction made gone are
+// hashed in their redacted form, whether or not this node has rewritten their segment yet, so a
+// node that reclaimed space and one that has not agree. Used to check replica convergence; compare
+// nodes that applied the same entries (a compaction changes the digest of earlier positions).
 func (f *FSM) Digest(upTo uint64) (last uint64, digest string, err error) {
 	f.mu.RLock()
 	visible, seg := f.visible, f.seg
+	sb := f.idx.scavengedSet()
 	f.mu.RUnlock()
 	if upTo == 0 || upTo > visible {
 		upTo = visible
@@ -25,10 +29,17 @@ func (f *FSM) Digest(upTo uint64) (last uint64, digest string, err error) {
 		it := seg.Scan(Start, Forward)
 		defer it.Close()
 		var buf []byte
+		var red segment.Record
 		for it.Next() {
 			r := it.Record()
 			if r.Position > upTo {
 				break
+			}
+			if len(sb) > 0 {
+				red = *r
+				if redactIfScavenged(&red, sb) {
+					r = &red
+				}
 			}
 			buf = canonical(buf[:0], r)
 			h.Write(buf)

@@ -31,6 +31,13 @@ const (
 	// KindSoftDelete soft-deletes a stream: Revision is the stream's next revision at the time
 	// (every lower one is hidden). It takes a global position but no stream revision.
 	KindSoftDelete uint8 = 4
+	// KindCompaction marks the point where a CompactRequest was applied (see compact.go). It takes
+	// a global position in the system stream CompactionStream and no revision.
+	KindCompaction uint8 = 5
+	// KindRedacted is an event whose content physical compaction dropped: it keeps the event's
+	// position, raft index, revision, timestamp, id and stream, and nothing else. It counts like
+	// an event for positions, revisions and the dedupe window.
+	KindRedacted uint8 = 6
 )
 
 // CommandVersion is the Command envelope version this FSM writes and understands.
@@ -76,6 +83,14 @@ type Config struct {
 	// Now is the clock that reads use to apply max_age (Unix nanoseconds); nil means time.Now.
 	// Apply never reads it.
 	Now func() int64
+
+	// OnReclaim, if set, is called after every physical reclaim pass with its statistics and the
+	// error that ended it early, if any (metrics). It runs on the reclaim goroutine.
+	OnReclaim func(ReclaimStats, error)
+
+	// reclaimHook, set only by tests, runs inside each segment rewrite of a reclaim pass, before
+	// the segment's first record is processed.
+	reclaimHook func(base uint64)
 }
 
 func (c Config) withDefaults() Config {
@@ -127,9 +142,13 @@ type FSM struct {
 	appliedCh chan struct{} // closed and replaced every time the watermark moves
 	closed    bool
 
+	reclaim     *reclaimer // physical reclaim goroutine (compact.go)
+	stopReclaim sync.Once
+
 	// Apply-goroutine state, not read by readers.
-	nextPos uint64           // position the next record gets
-	pending []segment.Record // records decided in the current batch, not yet written
+	nextPos  uint64           // position the next record gets
+	pending  []segment.Record // records decided in the current batch, not yet written
+	segCount int              // segment files after the last batch, while compacted events exist
 }
 
 const currentFile = "CURRENT"
@@ -145,7 +164,7 @@ func Open(cfg Config) (*FSM, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("fsm: create data dir: %w", err)
 	}
-	f := &FSM{cfg: cfg, log: cfg.Logger.With("component", "fsm"), appliedCh: make(chan struct{})}
+	f := &FSM{cfg: cfg, log: cfg.Logger.With("component", "fsm"), appliedCh: make(chan struct{}), reclaim: newReclaimer()}
 	gen, err := readCurrent(cfg.Dir)
 	if err != nil {
 		return nil, err
@@ -174,6 +193,10 @@ func Open(cfg Config) (*FSM, error) {
 	}
 	f.log.Info("fsm opened", "dir", cfg.Dir, "generation", gen, "applied_index", f.applied,
 		"last_position", f.visible, "streams", len(f.idx.streams))
+	go f.reclaimLoop()
+	if f.idx.scavenged > 0 {
+		f.reclaim.request() // finish what a compaction before the restart may have left
+	}
 	return f, nil
 }
 
@@ -194,6 +217,11 @@ type index struct {
 	badMetadata int
 	// tsAt returns the commit timestamp of the record at a position (max_age); set by install.
 	tsAt func(pos uint64) (int64, error)
+	// compactions counts compaction markers; scavenged counts raises of some stream's
+	// scavengedBefore (both 0 until the first compaction that hides anything).
+	compactions, scavenged uint64
+	// lastCompactionIndex is the raft index of the last compaction marker, 0 if none.
+	lastCompactionIndex uint64
 }
 
 func newIndex(h DedupeHorizon) *index {
@@ -203,6 +231,14 @@ func newIndex(h DedupeHorizon) *index {
 // add indexes one record, in position order. It is the single place that defines how a record
 // changes derived state, shared by boot, restore and live apply.
 func (st *index) add(r *segment.Record) {
+	if r.Kind == KindCompaction {
+		// A system record: it belongs to no user stream and takes no revision.
+		st.compact(r.Timestamp)
+		st.lastCompactionIndex = r.Index
+		st.lastPos, st.lastIndex, st.lastTs = r.Position, r.Index, r.Timestamp
+		st.dedupe.evict(st.lastTs)
+		return
+	}
 	id, ok := st.streamIDs[r.Stream]
 	if !ok {
 		id = uint32(len(st.streams))
@@ -211,7 +247,7 @@ func (st *index) add(r *segment.Record) {
 	}
 	s := &st.streams[id]
 	switch r.Kind {
-	case KindEvent:
+	case KindEvent, KindRedacted:
 		s.positions = append(s.positions, r.Position)
 		st.dedupe.add(r.ID, r.Position, r.Timestamp)
 	case KindTombstone, KindSoftDelete, KindMetadata:
@@ -281,6 +317,10 @@ func (f *FSM) Storage() segment.Stats {
 
 // Close closes the segment files. Readers waiting in WaitApplied get ErrClosed.
 func (f *FSM) Close() error {
+	f.stopReclaim.Do(func() {
+		close(f.reclaim.stop)
+		<-f.reclaim.done // a rewrite in progress finishes its segment first
+	})
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -311,6 +351,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.pending = f.pending[:0]
 	firstPending := f.nextPos
 
+	compactions := f.idx.compactions
 	last = f.decide(logs, out, last, firstPending)
 
 	if len(f.pending) > 0 {
@@ -321,6 +362,16 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 	}
 	f.publish(last, f.nextPos-1)
+	if f.idx.compactions != compactions {
+		f.reclaim.request()
+	} else if f.idx.scavenged > 0 {
+		// A segment sealed by this batch may hold compacted events: reclaim it now rather than
+		// at the next compaction (the pass skips segments it already reclaimed).
+		if n := f.seg.SegmentCount(); n != f.segCount {
+			f.segCount = n
+			f.reclaim.request()
+		}
+	}
 	if f.cfg.OnApply != nil {
 		f.cfg.OnApply(len(logs), len(f.pending), time.Since(start))
 	}
@@ -384,6 +435,8 @@ func (f *FSM) applyCommand(l *raft.Log, firstPending uint64) interface{} {
 			results[i] = a.softDelete(k.SoftDelete)
 		case *fsmpb.Request_Auth:
 			results[i] = a.auth(k.Auth)
+		case *fsmpb.Request_Compact:
+			results[i] = a.compact(k.Compact)
 		default:
 			results[i] = Result{Err: invalidf("entry %d request %d: unknown request kind", l.Index, i)}
 		}

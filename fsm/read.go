@@ -190,7 +190,10 @@ func (f *FSM) StreamRevisionAtTime(name string, ts int64) uint64 {
 // ReadAll returns up to limit records of the global log starting at position from (inclusive;
 // Start and End are sentinels), in the given direction. Every record is returned, hidden or not,
 // lifecycle records included (Kind tells them apart): callers that serve $all drop what Hidden
-// says is hidden, so paging and checkpoints stay in terms of positions scanned.
+// says is hidden, so paging and checkpoints stay in terms of positions scanned. Events that a
+// compaction made gone are returned in their redacted form (KindRedacted), whether or not this
+// node has rewritten their segment yet, and compaction markers (KindCompaction) are included:
+// positions stay dense. SystemRecord tells which records carry no user event.
 func (f *FSM) ReadAll(from uint64, dir Direction, limit int) ([]RecordedEvent, error) {
 	f.mu.RLock()
 	visible, seg := f.visible, f.seg
@@ -215,6 +218,7 @@ func (f *FSM) ReadAll(from uint64, dir Direction, limit int) ([]RecordedEvent, e
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read $all from %d: %w", from, err)
 	}
+	f.redactScavenged(out)
 	return out, nil
 }
 

@@ -59,15 +59,15 @@ func (s *fsmSnapshot) persistManifest(w io.Writer, dir string) error {
 	if err := s.seg.Sync(); err != nil {
 		return fmt.Errorf("fsm snapshot: sync segments: %w", err)
 	}
-	refs, err := s.seg.Files(s.last)
+	// LinkFiles lists and links under the segment log's rewrite lock: a physical reclaim
+	// rewriting a file between the listing and the link would hand the snapshot a file whose
+	// bytes no longer match the recorded prefix.
+	refs, err := s.seg.LinkFiles(s.last, dir)
 	if err != nil {
-		return fmt.Errorf("fsm snapshot: list segment files: %w", err)
+		return fmt.Errorf("fsm snapshot: link segment files: %w", err)
 	}
 	m := manifest{applied: s.applied, first: s.first, last: s.last}
 	for _, r := range refs {
-		if err := os.Link(r.Path, filepath.Join(dir, r.Name)); err != nil {
-			return fmt.Errorf("fsm snapshot: link %s: %w", r.Name, err)
-		}
 		m.files = append(m.files, manifestFile{name: r.Name, size: r.Size})
 	}
 	if _, err := w.Write(encodeManifest(m)); err != nil {

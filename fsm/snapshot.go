@@ -186,6 +186,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := os.RemoveAll(genDir(f.cfg.Dir, oldGen)); err != nil {
 		f.log.Warn("removing replaced generation", "generation", oldGen, "error", err)
 	}
+	f.reclaim.request() // the snapshot's files may predate its compactions' reclaim
 	f.log.Info("restored snapshot", "generation", gen, "applied_index", f.applied,
 		"last_position", idx.lastPos, "streams", len(idx.streams))
 	return nil

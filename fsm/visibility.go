@@ -55,6 +55,11 @@ type streamMeta struct {
 	maxCount      uint64 // 0: no bound
 	maxAge        int64  // nanoseconds; 0: no bound
 	truncBefore   uint64 // 0: none
+	// scavengedBefore is the first revision a compaction left readable: revisions below it are
+	// gone for every read from the compaction's log index on, whatever happens to the stream
+	// later, and physical compaction may redact them (compact.go). Only a stream with lifecycle
+	// state can hide anything, so only such a stream can have one.
+	scavengedBefore uint64
 }
 
 // Metadata is a stream's metadata as set by SetMetadata.
@@ -126,7 +131,7 @@ func (st *index) hiddenIn(s *streamState, positions []uint64, visible uint64, no
 	if m.deletedAt != 0 && m.deletedAt <= visible {
 		h = m.deletedBefore
 	}
-	h = max(h, m.truncBefore)
+	h = max(h, m.truncBefore, m.scavengedBefore)
 	if m.maxCount > 0 && n > m.maxCount {
 		h = max(h, n-m.maxCount)
 	}
@@ -148,6 +153,14 @@ func (st *index) hiddenIn(s *streamState, positions []uint64, visible uint64, no
 		h = lo
 	}
 	return h
+}
+
+// scavenged returns the stream's scavengedBefore (0 for a stream without lifecycle state).
+func (s *streamState) scavenged() uint64 {
+	if s.meta == nil {
+		return 0
+	}
+	return s.meta.scavengedBefore
 }
 
 // softDeleted reports that the stream's latest soft delete (visible at position visible) came
@@ -189,7 +202,7 @@ func (f *FSM) Hidden(now int64) func(*RecordedEvent) bool {
 	f.mu.RUnlock()
 	return func(r *RecordedEvent) bool {
 		switch {
-		case r.Kind == KindMetadata:
+		case r.Kind == KindMetadata, SystemRecord(r.Kind):
 			return true
 		case r.Kind != KindEvent || !anyMeta:
 			return false

@@ -21,6 +21,11 @@ var (
 	// Options.MaxRecordBytes (or a batch that cannot be indexed within one segment).
 	// Nothing is written.
 	ErrTooLarge = errors.New("segment: record too large")
+	// ErrNotSealed is returned by Rewrite for the active segment or a base no segment starts at.
+	ErrNotSealed = errors.New("segment: not a sealed segment")
+	// ErrBadRewrite is returned by Rewrite when a replacement record changes its position or raft
+	// index. Nothing is replaced.
+	ErrBadRewrite = errors.New("segment: rewrite must keep position and index")
 )
 
 // CorruptionError reports stored bytes that failed verification. File is the segment file

@@ -144,6 +144,10 @@ type Log struct {
 
 	syncMu    sync.Mutex // serialises Sync calls
 	syncedSeq uint64     // appendSeq covered by the last successful Sync; under syncMu
+	rewriteMu sync.Mutex // serialises Rewrite and LinkFiles
+
+	// rewriteHook, set only by tests, can stop a Rewrite at a stage to simulate a crash.
+	rewriteHook func(rewriteStage) error
 
 	// Writer-only state.
 	flushed int64    // offset in the active file up to which writeback has been started

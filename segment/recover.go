@@ -20,6 +20,7 @@ func (l *Log) recover() error {
 	if err != nil {
 		return fmt.Errorf("segment: list %s: %w", l.dir, err)
 	}
+	l.removeRewriteLeftovers(entries)
 	var bases []uint64 // ReadDir sorts by name; fixed-width names sort numerically
 	for _, e := range entries {
 		base, ok := parseSegmentName(e.Name())

@@ -1288,6 +1288,8 @@ type StatusResponse struct {
 	LastContact   *durationpb.Duration   `protobuf:"bytes,9,opt,name=last_contact,json=lastContact,proto3" json:"last_contact,omitempty"`
 	Members       []*Member              `protobuf:"bytes,10,rep,name=members,proto3" json:"members,omitempty"`
 	Version       string                 `protobuf:"bytes,11,opt,name=version,proto3" json:"version,omitempty"`
+	// This node's space reclaim (compaction) state.
+	Reclaim       *ReclaimStatus `protobuf:"bytes,12,opt,name=reclaim,proto3" json:"reclaim,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1399,6 +1401,332 @@ func (x *StatusResponse) GetVersion() string {
 	return ""
 }
 
+func (x *StatusResponse) GetReclaim() *ReclaimStatus {
+	if x != nil {
+		return x.Reclaim
+	}
+	return nil
+}
+
+// ReclaimStatus is a node's space reclaim state.
+type ReclaimStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A pass over the sealed segments is in progress.
+	Running bool `protobuf:"varint,1,opt,name=running,proto3" json:"running,omitempty"`
+	// Compactions in this node's log when the last pass started.
+	Compactions uint64 `protobuf:"varint,2,opt,name=compactions,proto3" json:"compactions,omitempty"`
+	// Every compaction at or below this raft index has been reclaimed on this node.
+	CoveredIndex uint64 `protobuf:"varint,3,opt,name=covered_index,json=coveredIndex,proto3" json:"covered_index,omitempty"`
+	// The last completed pass, and the sum of all passes since the node started.
+	Last  *ReclaimStats `protobuf:"bytes,4,opt,name=last,proto3" json:"last,omitempty"`
+	Total *ReclaimStats `protobuf:"bytes,5,opt,name=total,proto3" json:"total,omitempty"`
+	// Why the last pass ended early; empty if it completed.
+	LastError     string `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReclaimStatus) Reset() {
+	*x = ReclaimStatus{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimStatus) ProtoMessage() {}
+
+func (x *ReclaimStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimStatus.ProtoReflect.Descriptor instead.
+func (*ReclaimStatus) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReclaimStatus) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+func (x *ReclaimStatus) GetCompactions() uint64 {
+	if x != nil {
+		return x.Compactions
+	}
+	return 0
+}
+
+func (x *ReclaimStatus) GetCoveredIndex() uint64 {
+	if x != nil {
+		return x.CoveredIndex
+	}
+	return 0
+}
+
+func (x *ReclaimStatus) GetLast() *ReclaimStats {
+	if x != nil {
+		return x.Last
+	}
+	return nil
+}
+
+func (x *ReclaimStatus) GetTotal() *ReclaimStats {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *ReclaimStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+// CompactRequest asks for a compaction.
+type CompactRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Answer once the command is applied, without waiting for the node's space reclaim.
+	NoWait        bool `protobuf:"varint,1,opt,name=no_wait,json=noWait,proto3" json:"no_wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactRequest) Reset() {
+	*x = CompactRequest{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactRequest) ProtoMessage() {}
+
+func (x *CompactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
+func (*CompactRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CompactRequest) GetNoWait() bool {
+	if x != nil {
+		return x.NoWait
+	}
+	return false
+}
+
+// ReclaimStats describes one physical reclaim pass over a node's sealed segments.
+type ReclaimStats struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	SegmentsScanned   uint32                 `protobuf:"varint,1,opt,name=segments_scanned,json=segmentsScanned,proto3" json:"segments_scanned,omitempty"`
+	SegmentsRewritten uint32                 `protobuf:"varint,2,opt,name=segments_rewritten,json=segmentsRewritten,proto3" json:"segments_rewritten,omitempty"`
+	RecordsRedacted   uint64                 `protobuf:"varint,3,opt,name=records_redacted,json=recordsRedacted,proto3" json:"records_redacted,omitempty"`
+	BytesBefore       int64                  `protobuf:"varint,4,opt,name=bytes_before,json=bytesBefore,proto3" json:"bytes_before,omitempty"`
+	BytesAfter        int64                  `protobuf:"varint,5,opt,name=bytes_after,json=bytesAfter,proto3" json:"bytes_after,omitempty"`
+	BytesReclaimed    int64                  `protobuf:"varint,6,opt,name=bytes_reclaimed,json=bytesReclaimed,proto3" json:"bytes_reclaimed,omitempty"`
+	Duration          *durationpb.Duration   `protobuf:"bytes,7,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ReclaimStats) Reset() {
+	*x = ReclaimStats{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimStats) ProtoMessage() {}
+
+func (x *ReclaimStats) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimStats.ProtoReflect.Descriptor instead.
+func (*ReclaimStats) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ReclaimStats) GetSegmentsScanned() uint32 {
+	if x != nil {
+		return x.SegmentsScanned
+	}
+	return 0
+}
+
+func (x *ReclaimStats) GetSegmentsRewritten() uint32 {
+	if x != nil {
+		return x.SegmentsRewritten
+	}
+	return 0
+}
+
+func (x *ReclaimStats) GetRecordsRedacted() uint64 {
+	if x != nil {
+		return x.RecordsRedacted
+	}
+	return 0
+}
+
+func (x *ReclaimStats) GetBytesBefore() int64 {
+	if x != nil {
+		return x.BytesBefore
+	}
+	return 0
+}
+
+func (x *ReclaimStats) GetBytesAfter() int64 {
+	if x != nil {
+		return x.BytesAfter
+	}
+	return 0
+}
+
+func (x *ReclaimStats) GetBytesReclaimed() int64 {
+	if x != nil {
+		return x.BytesReclaimed
+	}
+	return 0
+}
+
+func (x *ReclaimStats) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+// CompactResponse reports a compaction and the reclaim of the node that ran it.
+type CompactResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Raft index of the compaction command and position of its marker record.
+	LogIndex uint64 `protobuf:"varint,1,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	Position uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	// The node whose reclaim is reported (the leader).
+	NodeId string `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// "done": the reclaim covering this compaction finished on node_id (reclaim describes it);
+	// "pending": no_wait was set, reclaim describes the node's last completed pass.
+	Status  string        `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	Reclaim *ReclaimStats `protobuf:"bytes,5,opt,name=reclaim,proto3" json:"reclaim,omitempty"`
+	// Sum of every reclaim pass on node_id since it started.
+	Total         *ReclaimStats `protobuf:"bytes,6,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactResponse) Reset() {
+	*x = CompactResponse{}
+	mi := &file_cairn_v1_cluster_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactResponse) ProtoMessage() {}
+
+func (x *CompactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_v1_cluster_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactResponse.ProtoReflect.Descriptor instead.
+func (*CompactResponse) Descriptor() ([]byte, []int) {
+	return file_cairn_v1_cluster_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CompactResponse) GetLogIndex() uint64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
+func (x *CompactResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *CompactResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *CompactResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *CompactResponse) GetReclaim() *ReclaimStats {
+	if x != nil {
+		return x.Reclaim
+	}
+	return nil
+}
+
+func (x *CompactResponse) GetTotal() *ReclaimStats {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
 var File_cairn_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_cairn_v1_cluster_proto_rawDesc = "" +
@@ -1469,7 +1797,7 @@ const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\x04role\x18\x05 \x01(\tR\x04role\x12#\n" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12\x10\n" +
 	"\x03lag\x18\a \x01(\x04R\x03lag\x12\x16\n" +
-	"\x06gossip\x18\b \x01(\tR\x06gossip\"\x87\x03\n" +
+	"\x06gossip\x18\b \x01(\tR\x06gossip\"\xba\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1b\n" +
@@ -1482,13 +1810,40 @@ const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\flast_contact\x18\t \x01(\v2\x19.google.protobuf.DurationR\vlastContact\x12*\n" +
 	"\amembers\x18\n" +
 	" \x03(\v2\x10.cairn.v1.MemberR\amembers\x12\x18\n" +
-	"\aversion\x18\v \x01(\tR\aversion*\x8f\x01\n" +
+	"\aversion\x18\v \x01(\tR\aversion\x121\n" +
+	"\areclaim\x18\f \x01(\v2\x17.cairn.v1.ReclaimStatusR\areclaim\"\xe9\x01\n" +
+	"\rReclaimStatus\x12\x18\n" +
+	"\arunning\x18\x01 \x01(\bR\arunning\x12 \n" +
+	"\vcompactions\x18\x02 \x01(\x04R\vcompactions\x12#\n" +
+	"\rcovered_index\x18\x03 \x01(\x04R\fcoveredIndex\x12*\n" +
+	"\x04last\x18\x04 \x01(\v2\x16.cairn.v1.ReclaimStatsR\x04last\x12,\n" +
+	"\x05total\x18\x05 \x01(\v2\x16.cairn.v1.ReclaimStatsR\x05total\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\")\n" +
+	"\x0eCompactRequest\x12\x17\n" +
+	"\ano_wait\x18\x01 \x01(\bR\x06noWait\"\xb7\x02\n" +
+	"\fReclaimStats\x12)\n" +
+	"\x10segments_scanned\x18\x01 \x01(\rR\x0fsegmentsScanned\x12-\n" +
+	"\x12segments_rewritten\x18\x02 \x01(\rR\x11segmentsRewritten\x12)\n" +
+	"\x10records_redacted\x18\x03 \x01(\x04R\x0frecordsRedacted\x12!\n" +
+	"\fbytes_before\x18\x04 \x01(\x03R\vbytesBefore\x12\x1f\n" +
+	"\vbytes_after\x18\x05 \x01(\x03R\n" +
+	"bytesAfter\x12'\n" +
+	"\x0fbytes_reclaimed\x18\x06 \x01(\x03R\x0ebytesReclaimed\x125\n" +
+	"\bduration\x18\a \x01(\v2\x19.google.protobuf.DurationR\bduration\"\xdb\x01\n" +
+	"\x0fCompactResponse\x12\x1b\n" +
+	"\tlog_index\x18\x01 \x01(\x04R\blogIndex\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x120\n" +
+	"\areclaim\x18\x05 \x01(\v2\x16.cairn.v1.ReclaimStatsR\areclaim\x12,\n" +
+	"\x05total\x18\x06 \x01(\v2\x16.cairn.v1.ReclaimStatsR\x05total*\x8f\x01\n" +
 	"\vGossipKeyOp\x12\x1d\n" +
 	"\x19GOSSIP_KEY_OP_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12GOSSIP_KEY_OP_LIST\x10\x01\x12\x19\n" +
 	"\x15GOSSIP_KEY_OP_INSTALL\x10\x02\x12\x15\n" +
 	"\x11GOSSIP_KEY_OP_USE\x10\x03\x12\x17\n" +
-	"\x13GOSSIP_KEY_OP_PRUNE\x10\x042\x97\x06\n" +
+	"\x13GOSSIP_KEY_OP_PRUNE\x10\x042\xd7\x06\n" +
 	"\aCluster\x12;\n" +
 	"\x06Status\x12\x17.cairn.v1.StatusRequest\x1a\x18.cairn.v1.StatusResponse\x12;\n" +
 	"\x06Digest\x12\x17.cairn.v1.DigestRequest\x1a\x18.cairn.v1.DigestResponse\x12D\n" +
@@ -1500,7 +1855,8 @@ const file_cairn_v1_cluster_proto_rawDesc = "" +
 	"\bSnapshot\x12\x19.cairn.v1.SnapshotRequest\x1a\x1a.cairn.v1.SnapshotResponse\x12P\n" +
 	"\rGetRaftConfig\x12\x1e.cairn.v1.GetRaftConfigRequest\x1a\x1f.cairn.v1.GetRaftConfigResponse\x12P\n" +
 	"\rSetRaftConfig\x12\x1e.cairn.v1.SetRaftConfigRequest\x1a\x1f.cairn.v1.SetRaftConfigResponse\x12D\n" +
-	"\tGossipKey\x12\x1a.cairn.v1.GossipKeyRequest\x1a\x1b.cairn.v1.GossipKeyResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
+	"\tGossipKey\x12\x1a.cairn.v1.GossipKeyRequest\x1a\x1b.cairn.v1.GossipKeyResponse\x12>\n" +
+	"\aCompact\x12\x18.cairn.v1.CompactRequest\x1a\x19.cairn.v1.CompactResponseB&Z$github.com/cairndb/cairn/api/cairnpbb\x06proto3"
 
 var (
 	file_cairn_v1_cluster_proto_rawDescOnce sync.Once
@@ -1515,7 +1871,7 @@ func file_cairn_v1_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cairn_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_cairn_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_cairn_v1_cluster_proto_goTypes = []any{
 	(GossipKeyOp)(0),               // 0: cairn.v1.GossipKeyOp
 	(*GossipKeyRequest)(nil),       // 1: cairn.v1.GossipKeyRequest
@@ -1542,46 +1898,58 @@ var file_cairn_v1_cluster_proto_goTypes = []any{
 	(*StatusRequest)(nil),          // 22: cairn.v1.StatusRequest
 	(*Member)(nil),                 // 23: cairn.v1.Member
 	(*StatusResponse)(nil),         // 24: cairn.v1.StatusResponse
-	(*durationpb.Duration)(nil),    // 25: google.protobuf.Duration
+	(*ReclaimStatus)(nil),          // 25: cairn.v1.ReclaimStatus
+	(*CompactRequest)(nil),         // 26: cairn.v1.CompactRequest
+	(*ReclaimStats)(nil),           // 27: cairn.v1.ReclaimStats
+	(*CompactResponse)(nil),        // 28: cairn.v1.CompactResponse
+	(*durationpb.Duration)(nil),    // 29: google.protobuf.Duration
 }
 var file_cairn_v1_cluster_proto_depIdxs = []int32{
 	0,  // 0: cairn.v1.GossipKeyRequest.op:type_name -> cairn.v1.GossipKeyOp
-	25, // 1: cairn.v1.SnapshotResponse.duration:type_name -> google.protobuf.Duration
-	25, // 2: cairn.v1.RaftConfig.snapshot_interval:type_name -> google.protobuf.Duration
-	25, // 3: cairn.v1.RaftConfig.heartbeat_timeout:type_name -> google.protobuf.Duration
-	25, // 4: cairn.v1.RaftConfig.election_timeout:type_name -> google.protobuf.Duration
+	29, // 1: cairn.v1.SnapshotResponse.duration:type_name -> google.protobuf.Duration
+	29, // 2: cairn.v1.RaftConfig.snapshot_interval:type_name -> google.protobuf.Duration
+	29, // 3: cairn.v1.RaftConfig.heartbeat_timeout:type_name -> google.protobuf.Duration
+	29, // 4: cairn.v1.RaftConfig.election_timeout:type_name -> google.protobuf.Duration
 	15, // 5: cairn.v1.GetRaftConfigResponse.config:type_name -> cairn.v1.RaftConfig
 	15, // 6: cairn.v1.SetRaftConfigRequest.config:type_name -> cairn.v1.RaftConfig
 	15, // 7: cairn.v1.SetRaftConfigResponse.config:type_name -> cairn.v1.RaftConfig
-	25, // 8: cairn.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
+	29, // 8: cairn.v1.StatusResponse.last_contact:type_name -> google.protobuf.Duration
 	23, // 9: cairn.v1.StatusResponse.members:type_name -> cairn.v1.Member
-	22, // 10: cairn.v1.Cluster.Status:input_type -> cairn.v1.StatusRequest
-	20, // 11: cairn.v1.Cluster.Digest:input_type -> cairn.v1.DigestRequest
-	3,  // 12: cairn.v1.Cluster.AddServer:input_type -> cairn.v1.AddServerRequest
-	5,  // 13: cairn.v1.Cluster.RemoveServer:input_type -> cairn.v1.RemoveServerRequest
-	7,  // 14: cairn.v1.Cluster.Promote:input_type -> cairn.v1.PromoteRequest
-	9,  // 15: cairn.v1.Cluster.Demote:input_type -> cairn.v1.DemoteRequest
-	11, // 16: cairn.v1.Cluster.TransferLeader:input_type -> cairn.v1.TransferLeaderRequest
-	13, // 17: cairn.v1.Cluster.Snapshot:input_type -> cairn.v1.SnapshotRequest
-	16, // 18: cairn.v1.Cluster.GetRaftConfig:input_type -> cairn.v1.GetRaftConfigRequest
-	18, // 19: cairn.v1.Cluster.SetRaftConfig:input_type -> cairn.v1.SetRaftConfigRequest
-	1,  // 20: cairn.v1.Cluster.GossipKey:input_type -> cairn.v1.GossipKeyRequest
-	24, // 21: cairn.v1.Cluster.Status:output_type -> cairn.v1.StatusResponse
-	21, // 22: cairn.v1.Cluster.Digest:output_type -> cairn.v1.DigestResponse
-	4,  // 23: cairn.v1.Cluster.AddServer:output_type -> cairn.v1.AddServerResponse
-	6,  // 24: cairn.v1.Cluster.RemoveServer:output_type -> cairn.v1.RemoveServerResponse
-	8,  // 25: cairn.v1.Cluster.Promote:output_type -> cairn.v1.PromoteResponse
-	10, // 26: cairn.v1.Cluster.Demote:output_type -> cairn.v1.DemoteResponse
-	12, // 27: cairn.v1.Cluster.TransferLeader:output_type -> cairn.v1.TransferLeaderResponse
-	14, // 28: cairn.v1.Cluster.Snapshot:output_type -> cairn.v1.SnapshotResponse
-	17, // 29: cairn.v1.Cluster.GetRaftConfig:output_type -> cairn.v1.GetRaftConfigResponse
-	19, // 30: cairn.v1.Cluster.SetRaftConfig:output_type -> cairn.v1.SetRaftConfigResponse
-	2,  // 31: cairn.v1.Cluster.GossipKey:output_type -> cairn.v1.GossipKeyResponse
-	21, // [21:32] is the sub-list for method output_type
-	10, // [10:21] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	25, // 10: cairn.v1.StatusResponse.reclaim:type_name -> cairn.v1.ReclaimStatus
+	27, // 11: cairn.v1.ReclaimStatus.last:type_name -> cairn.v1.ReclaimStats
+	27, // 12: cairn.v1.ReclaimStatus.total:type_name -> cairn.v1.ReclaimStats
+	29, // 13: cairn.v1.ReclaimStats.duration:type_name -> google.protobuf.Duration
+	27, // 14: cairn.v1.CompactResponse.reclaim:type_name -> cairn.v1.ReclaimStats
+	27, // 15: cairn.v1.CompactResponse.total:type_name -> cairn.v1.ReclaimStats
+	22, // 16: cairn.v1.Cluster.Status:input_type -> cairn.v1.StatusRequest
+	20, // 17: cairn.v1.Cluster.Digest:input_type -> cairn.v1.DigestRequest
+	3,  // 18: cairn.v1.Cluster.AddServer:input_type -> cairn.v1.AddServerRequest
+	5,  // 19: cairn.v1.Cluster.RemoveServer:input_type -> cairn.v1.RemoveServerRequest
+	7,  // 20: cairn.v1.Cluster.Promote:input_type -> cairn.v1.PromoteRequest
+	9,  // 21: cairn.v1.Cluster.Demote:input_type -> cairn.v1.DemoteRequest
+	11, // 22: cairn.v1.Cluster.TransferLeader:input_type -> cairn.v1.TransferLeaderRequest
+	13, // 23: cairn.v1.Cluster.Snapshot:input_type -> cairn.v1.SnapshotRequest
+	16, // 24: cairn.v1.Cluster.GetRaftConfig:input_type -> cairn.v1.GetRaftConfigRequest
+	18, // 25: cairn.v1.Cluster.SetRaftConfig:input_type -> cairn.v1.SetRaftConfigRequest
+	1,  // 26: cairn.v1.Cluster.GossipKey:input_type -> cairn.v1.GossipKeyRequest
+	26, // 27: cairn.v1.Cluster.Compact:input_type -> cairn.v1.CompactRequest
+	24, // 28: cairn.v1.Cluster.Status:output_type -> cairn.v1.StatusResponse
+	21, // 29: cairn.v1.Cluster.Digest:output_type -> cairn.v1.DigestResponse
+	4,  // 30: cairn.v1.Cluster.AddServer:output_type -> cairn.v1.AddServerResponse
+	6,  // 31: cairn.v1.Cluster.RemoveServer:output_type -> cairn.v1.RemoveServerResponse
+	8,  // 32: cairn.v1.Cluster.Promote:output_type -> cairn.v1.PromoteResponse
+	10, // 33: cairn.v1.Cluster.Demote:output_type -> cairn.v1.DemoteResponse
+	12, // 34: cairn.v1.Cluster.TransferLeader:output_type -> cairn.v1.TransferLeaderResponse
+	14, // 35: cairn.v1.Cluster.Snapshot:output_type -> cairn.v1.SnapshotResponse
+	17, // 36: cairn.v1.Cluster.GetRaftConfig:output_type -> cairn.v1.GetRaftConfigResponse
+	19, // 37: cairn.v1.Cluster.SetRaftConfig:output_type -> cairn.v1.SetRaftConfigResponse
+	2,  // 38: cairn.v1.Cluster.GossipKey:output_type -> cairn.v1.GossipKeyResponse
+	28, // 39: cairn.v1.Cluster.Compact:output_type -> cairn.v1.CompactResponse
+	28, // [28:40] is the sub-list for method output_type
+	16, // [16:28] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_cairn_v1_cluster_proto_init() }
@@ -1595,7 +1963,7 @@ func file_cairn_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_v1_cluster_proto_rawDesc), len(file_cairn_v1_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	Cluster_GetRaftConfig_FullMethodName  = "/cairn.v1.Cluster/GetRaftConfig"
 	Cluster_SetRaftConfig_FullMethodName  = "/cairn.v1.Cluster/SetRaftConfig"
 	Cluster_GossipKey_FullMethodName      = "/cairn.v1.Cluster/GossipKey"
+	Cluster_Compact_FullMethodName        = "/cairn.v1.Cluster/Compact"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -68,6 +69,11 @@ type ClusterClient interface {
 	// `cairnctl tls rotate-gossip-key` rotates cluster-wide by installing the new key on every
 	// member, then making it primary on every member, then pruning the old keys on every member.
 	GossipKey(ctx context.Context, in *GossipKeyRequest, opts ...grpc.CallOption) (*GossipKeyResponse, error)
+	// Compact makes every stream's hidden events (deleted, tombstoned, beyond its limits) gone for
+	// good: a replicated command that every node applies at the same log index, after which every
+	// node reclaims their space in the background. It runs on the leader (a follower forwards it)
+	// and, unless no_wait, answers once the leader's reclaim covering it finished.
+	Compact(ctx context.Context, in *CompactRequest, opts ...grpc.CallOption) (*CompactResponse, error)
 }
 
 type clusterClient struct {
@@ -188,6 +194,16 @@ func (c *clusterClient) GossipKey(ctx context.Context, in *GossipKeyRequest, opt
 	return out, nil
 }
 
+func (c *clusterClient) Compact(ctx context.Context, in *CompactRequest, opts ...grpc.CallOption) (*CompactResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompactResponse)
+	err := c.cc.Invoke(ctx, Cluster_Compact_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -222,6 +238,11 @@ type ClusterServer interface {
 	// `cairnctl tls rotate-gossip-key` rotates cluster-wide by installing the new key on every
 	// member, then making it primary on every member, then pruning the old keys on every member.
 	GossipKey(context.Context, *GossipKeyRequest) (*GossipKeyResponse, error)
+	// Compact makes every stream's hidden events (deleted, tombstoned, beyond its limits) gone for
+	// good: a replicated command that every node applies at the same log index, after which every
+	// node reclaims their space in the background. It runs on the leader (a follower forwards it)
+	// and, unless no_wait, answers once the leader's reclaim covering it finished.
+	Compact(context.Context, *CompactRequest) (*CompactResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -264,6 +285,9 @@ func (UnimplementedClusterServer) SetRaftConfig(context.Context, *SetRaftConfigR
 }
 func (UnimplementedClusterServer) GossipKey(context.Context, *GossipKeyRequest) (*GossipKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GossipKey not implemented")
+}
+func (UnimplementedClusterServer) Compact(context.Context, *CompactRequest) (*CompactResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Compact not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -484,6 +508,24 @@ func _Cluster_GossipKey_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_Compact_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompactRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).Compact(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_Compact_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).Compact(ctx, req.(*CompactRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -534,6 +576,10 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GossipKey",
 			Handler:    _Cluster_GossipKey_Handler,
+		},
+		{
+			MethodName: "Compact",
+			Handler:    _Cluster_Compact_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -89,6 +89,32 @@ or with 'cairnctl promote'); --voter adds it as a voter at once, for a node alre
 	}
 	snapshot.Flags().StringVar(&node, "node", "", "gRPC address of the node (default: the first --addr)")
 
+	var noWait bool
+	compact := &cobra.Command{
+		Use:   "compact",
+		Short: "Make hidden events gone for good on every node and reclaim their space",
+		Long: `Propose a compaction: every node applies it at the same log index, from then on treats the
+events that deletes and tombstones hide as gone, and rewrites its sealed segments without them in
+the background (appends are never blocked). The command waits for the leader's reclaim and prints
+what it freed; --no-wait returns once the compaction is applied.`,
+		Args: exactArgs(0),
+		RunE: a.withClient(func(ctx context.Context, c *client.Client, _ *cobra.Command, _ []string) error {
+			ci, err := c.Compact(ctx, noWait)
+			if err != nil {
+				return err
+			}
+			r := ci.Reclaim
+			return a.report(map[string]any{"log_index": ci.LogIndex, "position": ci.Position, "node_id": ci.NodeID,
+				"status": ci.Status, "segments_scanned": r.SegmentsScanned, "segments_rewritten": r.SegmentsRewritten,
+				"records_redacted": r.RecordsRedacted, "bytes_before": r.BytesBefore, "bytes_after": r.BytesAfter,
+				"bytes_reclaimed": r.BytesReclaimed, "duration": r.Duration.String(),
+				"total_bytes_reclaimed": ci.Total.BytesReclaimed},
+				fmt.Sprintf("compaction at index %d (position %d); reclaim on %s %s: %d of %d segments rewritten, %d events redacted, %d bytes reclaimed in %v",
+					ci.LogIndex, ci.Position, ci.NodeID, ci.Status, r.SegmentsRewritten, r.SegmentsScanned, r.RecordsRedacted, r.BytesReclaimed, r.Duration))
+		}),
+	}
+	compact.Flags().BoolVar(&noWait, "no-wait", false, "return once the compaction is applied, without waiting for the reclaim")
+
 	raftCmd := &cobra.Command{Use: "raft", Short: "Raft settings of a node"}
 	config := &cobra.Command{Use: "config", Short: "Get or set a node's reloadable raft settings"}
 	get := &cobra.Command{
@@ -146,7 +172,7 @@ or with 'cairnctl promote'); --voter adds it as a voter at once, for a node alre
 		simple("demote", "Make a voter a non-voter", `Make a voter a non-voter. A node that gossips as a voter is promoted back by the leader once
 caught up: demote a node you are about to remove, or run read replicas with --non-voter.`,
 			func(ctx context.Context, c *client.Client, id string) error { return c.Demote(ctx, id) }, "demoted to non-voter"),
-		transfer, snapshot, raftCmd,
+		transfer, snapshot, compact, raftCmd,
 	}
 }
 

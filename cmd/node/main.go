@@ -70,6 +70,8 @@ type options struct {
 	electionTimeout                  time.Duration
 	snapshotThreshold                uint64
 	snapshotInterval                 time.Duration
+	compactInterval                  time.Duration
+	segmentBytes                     int64
 	dedupeMaxEvents                  int
 	dedupeMaxAge                     time.Duration
 	maxEventBytes, maxRequestBytes   int
@@ -112,6 +114,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.electionTimeout, "election-timeout", time.Second, "raft election timeout")
 	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 8192, "raft entries between snapshots")
 	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 30*time.Second, "how often to check whether to snapshot")
+	fs.DurationVar(&o.compactInterval, "compact-interval", time.Hour,
+		"how often the leader proposes a compaction when deleted events await one (space reclaim); 0 disables (then only 'cairnctl compact')")
+	fs.Int64Var(&o.segmentBytes, "segment-bytes", 0, "segment file size at which the next file starts (0: 64 MiB); only sealed files are compacted")
 	fs.IntVar(&o.dedupeMaxEvents, "dedupe-max-events", fsm.DefaultDedupeMaxEvents, "idempotency window: most recent events remembered by id (same on every node)")
 	fs.DurationVar(&o.dedupeMaxAge, "dedupe-max-age", fsm.DefaultDedupeMaxAge, "idempotency window: age in commit time (same on every node; negative: unbounded)")
 	fs.IntVar(&o.maxEventBytes, "max-event-bytes", api.DefaultMaxEventBytes, "largest event accepted (data+metadata+type+content type+tags)")
@@ -293,9 +298,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	m := newMetrics(o.nodeID)
 	fcfg := fsm.Config{Dedupe: fsm.DedupeHorizon{MaxEvents: o.dedupeMaxEvents, MaxAge: o.dedupeMaxAge},
-		OnApply: m.onApply, OnSnapshot: m.onSnapshot}
+		OnApply: m.onApply, OnSnapshot: m.onSnapshot, OnReclaim: m.onReclaim}
 	// The FSM's record limit must stay above the api's event limit (see api.Config.MaxEventBytes).
 	fcfg.Segment.MaxRecordBytes = max(16<<20, 2*o.maxEventBytes+64<<10)
+	fcfg.Segment.MaxSegmentBytes = o.segmentBytes
 	node, err := cluster.Open(cluster.Config{
 		NodeID: o.nodeID, DataDir: o.dataDir,
 		RaftBind: o.raftBind, RaftAdvertise: o.raftAdvertise,
@@ -303,7 +309,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		GossipBind:    o.gossipBind, GossipAdvertise: o.gossipAdvertise,
 		Join: splitList(o.join), BootstrapExpect: o.bootstrapExpect, NonVoter: o.nonVoter, LeaveOnClose: o.leaveOnShutdown,
 		HeartbeatTimeout: o.heartbeatTimeout, ElectionTimeout: o.electionTimeout,
-		SnapshotThreshold: o.snapshotThreshold, SnapshotInterval: o.snapshotInterval,
+		SnapshotThreshold: o.snapshotThreshold, SnapshotInterval: o.snapshotInterval, CompactInterval: o.compactInterval,
 		FSM: fcfg, Version: version, Logger: base, OnBatch: m.onBatch,
 		TLS: tl, GossipKeyFile: o.gossipKeyFile,
 	})

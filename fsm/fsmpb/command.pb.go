@@ -163,6 +163,7 @@ type Request struct {
 	//	*Request_Tombstone
 	//	*Request_SetMetadata
 	//	*Request_SoftDelete
+	//	*Request_Compact
 	//	*Request_Auth
 	Kind          isRequest_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
@@ -242,6 +243,15 @@ func (x *Request) GetSoftDelete() *SoftDeleteRequest {
 	return nil
 }
 
+func (x *Request) GetCompact() *CompactRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*Request_Compact); ok {
+			return x.Compact
+		}
+	}
+	return nil
+}
+
 func (x *Request) GetAuth() *AuthRequest {
 	if x != nil {
 		if x, ok := x.Kind.(*Request_Auth); ok {
@@ -271,8 +281,12 @@ type Request_SoftDelete struct {
 	SoftDelete *SoftDeleteRequest `protobuf:"bytes,4,opt,name=soft_delete,json=softDelete,proto3,oneof"`
 }
 
+type Request_Compact struct {
+	Compact *CompactRequest `protobuf:"bytes,5,opt,name=compact,proto3,oneof"`
+}
+
 type Request_Auth struct {
-	// Field 5 is compaction; 6-9 are reserved; auth is 10 (tokens, fsm/auth.go).
+	// Fields 6-9 are reserved; auth is 10 (tokens, fsm/auth.go).
 	Auth *AuthRequest `protobuf:"bytes,10,opt,name=auth,proto3,oneof"`
 }
 
@@ -283,6 +297,8 @@ func (*Request_Tombstone) isRequest_Kind() {}
 func (*Request_SetMetadata) isRequest_Kind() {}
 
 func (*Request_SoftDelete) isRequest_Kind() {}
+
+func (*Request_Compact) isRequest_Kind() {}
 
 func (*Request_Auth) isRequest_Kind() {}
 
@@ -1044,6 +1060,47 @@ func (x *SoftDeleteRequest) GetExpected() *ExpectedRevision {
 	return nil
 }
 
+// CompactRequest makes every stream's currently hidden revisions permanently gone (logical
+// compaction). Applying it writes one marker record; from it on, reads treat revisions below each
+// stream's scavenged-before revision as gone, and every node reclaims their space in the
+// background. It has no fields: what it hides is a pure function of the state at its log index and
+// the command's timestamp.
+type CompactRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactRequest) Reset() {
+	*x = CompactRequest{}
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactRequest) ProtoMessage() {}
+
+func (x *CompactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cairn_fsm_v1_command_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
+func (*CompactRequest) Descriptor() ([]byte, []int) {
+	return file_cairn_fsm_v1_command_proto_rawDescGZIP(), []int{14}
+}
+
 var File_cairn_fsm_v1_command_proto protoreflect.FileDescriptor
 
 const file_cairn_fsm_v1_command_proto_rawDesc = "" +
@@ -1052,13 +1109,14 @@ const file_cairn_fsm_v1_command_proto_rawDesc = "" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12.\n" +
 	"\x13timestamp_unix_nano\x18\x02 \x01(\x03R\x11timestampUnixNano\x121\n" +
-	"\brequests\x18\x03 \x03(\v2\x15.cairn.fsm.v1.RequestR\brequests\"\xc4\x02\n" +
+	"\brequests\x18\x03 \x03(\v2\x15.cairn.fsm.v1.RequestR\brequests\"\xfe\x02\n" +
 	"\aRequest\x125\n" +
 	"\x06append\x18\x01 \x01(\v2\x1b.cairn.fsm.v1.AppendRequestH\x00R\x06append\x12>\n" +
 	"\ttombstone\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.TombstoneRequestH\x00R\ttombstone\x12E\n" +
 	"\fset_metadata\x18\x03 \x01(\v2 .cairn.fsm.v1.SetMetadataRequestH\x00R\vsetMetadata\x12B\n" +
 	"\vsoft_delete\x18\x04 \x01(\v2\x1f.cairn.fsm.v1.SoftDeleteRequestH\x00R\n" +
-	"softDelete\x12/\n" +
+	"softDelete\x128\n" +
+	"\acompact\x18\x05 \x01(\v2\x1c.cairn.fsm.v1.CompactRequestH\x00R\acompact\x12/\n" +
 	"\x04auth\x18\n" +
 	" \x01(\v2\x19.cairn.fsm.v1.AuthRequestH\x00R\x04authB\x06\n" +
 	"\x04kind\"\x93\x01\n" +
@@ -1117,7 +1175,8 @@ const file_cairn_fsm_v1_command_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\fR\x05value\"g\n" +
 	"\x11SoftDeleteRequest\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12:\n" +
-	"\bexpected\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.ExpectedRevisionR\bexpectedB$Z\"github.com/cairndb/cairn/fsm/fsmpbb\x06proto3"
+	"\bexpected\x18\x02 \x01(\v2\x1e.cairn.fsm.v1.ExpectedRevisionR\bexpected\"\x10\n" +
+	"\x0eCompactRequestB$Z\"github.com/cairndb/cairn/fsm/fsmpbb\x06proto3"
 
 var (
 	file_cairn_fsm_v1_command_proto_rawDescOnce sync.Once
@@ -1132,7 +1191,7 @@ func file_cairn_fsm_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_cairn_fsm_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cairn_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_cairn_fsm_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_cairn_fsm_v1_command_proto_goTypes = []any{
 	(ExpectedRevision_Kind)(0), // 0: cairn.fsm.v1.ExpectedRevision.Kind
 	(*Command)(nil),            // 1: cairn.fsm.v1.Command
@@ -1149,6 +1208,7 @@ var file_cairn_fsm_v1_command_proto_goTypes = []any{
 	(*StreamMetadata)(nil),     // 12: cairn.fsm.v1.StreamMetadata
 	(*UserKey)(nil),            // 13: cairn.fsm.v1.UserKey
 	(*SoftDeleteRequest)(nil),  // 14: cairn.fsm.v1.SoftDeleteRequest
+	(*CompactRequest)(nil),     // 15: cairn.fsm.v1.CompactRequest
 }
 var file_cairn_fsm_v1_command_proto_depIdxs = []int32{
 	2,  // 0: cairn.fsm.v1.Command.requests:type_name -> cairn.fsm.v1.Request
@@ -1156,23 +1216,24 @@ var file_cairn_fsm_v1_command_proto_depIdxs = []int32{
 	10, // 2: cairn.fsm.v1.Request.tombstone:type_name -> cairn.fsm.v1.TombstoneRequest
 	11, // 3: cairn.fsm.v1.Request.set_metadata:type_name -> cairn.fsm.v1.SetMetadataRequest
 	14, // 4: cairn.fsm.v1.Request.soft_delete:type_name -> cairn.fsm.v1.SoftDeleteRequest
-	3,  // 5: cairn.fsm.v1.Request.auth:type_name -> cairn.fsm.v1.AuthRequest
-	4,  // 6: cairn.fsm.v1.AuthRequest.create_token:type_name -> cairn.fsm.v1.CreateToken
-	5,  // 7: cairn.fsm.v1.AuthRequest.revoke_token:type_name -> cairn.fsm.v1.RevokeToken
-	7,  // 8: cairn.fsm.v1.AppendRequest.parts:type_name -> cairn.fsm.v1.StreamAppend
-	8,  // 9: cairn.fsm.v1.StreamAppend.expected:type_name -> cairn.fsm.v1.ExpectedRevision
-	9,  // 10: cairn.fsm.v1.StreamAppend.events:type_name -> cairn.fsm.v1.Event
-	0,  // 11: cairn.fsm.v1.ExpectedRevision.kind:type_name -> cairn.fsm.v1.ExpectedRevision.Kind
-	8,  // 12: cairn.fsm.v1.TombstoneRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
-	8,  // 13: cairn.fsm.v1.SetMetadataRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
-	12, // 14: cairn.fsm.v1.SetMetadataRequest.metadata:type_name -> cairn.fsm.v1.StreamMetadata
-	13, // 15: cairn.fsm.v1.StreamMetadata.user:type_name -> cairn.fsm.v1.UserKey
-	8,  // 16: cairn.fsm.v1.SoftDeleteRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	15, // 5: cairn.fsm.v1.Request.compact:type_name -> cairn.fsm.v1.CompactRequest
+	3,  // 6: cairn.fsm.v1.Request.auth:type_name -> cairn.fsm.v1.AuthRequest
+	4,  // 7: cairn.fsm.v1.AuthRequest.create_token:type_name -> cairn.fsm.v1.CreateToken
+	5,  // 8: cairn.fsm.v1.AuthRequest.revoke_token:type_name -> cairn.fsm.v1.RevokeToken
+	7,  // 9: cairn.fsm.v1.AppendRequest.parts:type_name -> cairn.fsm.v1.StreamAppend
+	8,  // 10: cairn.fsm.v1.StreamAppend.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	9,  // 11: cairn.fsm.v1.StreamAppend.events:type_name -> cairn.fsm.v1.Event
+	0,  // 12: cairn.fsm.v1.ExpectedRevision.kind:type_name -> cairn.fsm.v1.ExpectedRevision.Kind
+	8,  // 13: cairn.fsm.v1.TombstoneRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	8,  // 14: cairn.fsm.v1.SetMetadataRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	12, // 15: cairn.fsm.v1.SetMetadataRequest.metadata:type_name -> cairn.fsm.v1.StreamMetadata
+	13, // 16: cairn.fsm.v1.StreamMetadata.user:type_name -> cairn.fsm.v1.UserKey
+	8,  // 17: cairn.fsm.v1.SoftDeleteRequest.expected:type_name -> cairn.fsm.v1.ExpectedRevision
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_cairn_fsm_v1_command_proto_init() }
@@ -1185,6 +1246,7 @@ func file_cairn_fsm_v1_command_proto_init() {
 		(*Request_Tombstone)(nil),
 		(*Request_SetMetadata)(nil),
 		(*Request_SoftDelete)(nil),
+		(*Request_Compact)(nil),
 		(*Request_Auth)(nil),
 	}
 	file_cairn_fsm_v1_command_proto_msgTypes[2].OneofWrappers = []any{
@@ -1198,7 +1260,7 @@ func file_cairn_fsm_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cairn_fsm_v1_command_proto_rawDesc), len(file_cairn_fsm_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -39,6 +40,7 @@ func mainRun(ctx context.Context, args []string, stdout, stderr io.Writer, reg R
 		asJSON   = fs.Bool("json", false, "print the result as JSON")
 		out      = fs.String("out", "", "also write the JSON result to this file")
 		mode     = fs.String("mode", string(Closed), "workload: closed, open, pipelined, read, subscribe")
+		pids     = fs.String("server-pids", "", "comma-separated pids of the server processes whose CPU per event to report (Linux)")
 	)
 	fs.IntVar(&cfg.Clients, "clients", 1, "closed loop: clients; open loop: most appends in flight")
 	fs.IntVar(&cfg.Conns, "conns", 1, "connections the clients share")
@@ -60,6 +62,17 @@ func mainRun(ctx context.Context, args []string, stdout, stderr io.Writer, reg R
 		return 2
 	}
 	cfg.Mode = Mode(*mode)
+	for _, p := range strings.Split(*pids, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(stderr, "--server-pids: bad pid %q\n", p)
+			return 2
+		}
+		cfg.ServerPIDs = append(cfg.ServerPIDs, n)
+	}
 	if err := cfg.defaults(); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
@@ -144,6 +157,20 @@ func PrintText(w io.Writer, res *Result) {
 		}
 		fmt.Fprintf(w, "  %s latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n",
 			what, l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+	}
+	if c := m.CPU; c != nil {
+		fmt.Fprintf(w, "  CPU µs per event: load tool %.1f", c.LoadTool)
+		if len(c.Servers) > 0 {
+			fmt.Fprintf(w, ", servers %.1f (", c.ServersTotal)
+			for i, s := range c.Servers {
+				if i > 0 {
+					fmt.Fprint(w, " + ")
+				}
+				fmt.Fprintf(w, "%.1f", s)
+			}
+			fmt.Fprint(w, ")")
+		}
+		fmt.Fprintln(w)
 	}
 }
 

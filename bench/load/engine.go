@@ -62,6 +62,9 @@ type Config struct {
 	// OpTimeout bounds one append or one read-back/catch-up. Default 30 s, or 5 minutes for
 	// Read and Subscribe.
 	OpTimeout time.Duration
+	// ServerPIDs are the server processes (on this machine) whose CPU time per event each run
+	// reports, with the load tool's own (RunResult.CPU). Empty: only the load tool's.
+	ServerPIDs []int
 }
 
 func (c *Config) defaults() error {
@@ -131,6 +134,9 @@ type RunResult struct {
 	Latency Latency `json:"latency_ms"`
 	// FirstError is the first append error, for diagnosis.
 	FirstError string `json:"first_error,omitempty"`
+	// CPU is the CPU time per event of the servers and of the load tool during the measured
+	// part (for read and subscribe: the read, not the fill); nil where /proc is not readable.
+	CPU *CPUUse `json:"cpu,omitempty"`
 }
 
 // Result is a workload's outcome: its configuration, the median over its runs, and each run.
@@ -210,6 +216,7 @@ func Run(ctx context.Context, d Driver, cfg Config) (*Result, error) {
 func runOnce(ctx context.Context, conns []Conn, cfg Config, data []byte, tag string) (RunResult, error) {
 	var rr RunResult
 	var err error
+	before := takeCPU(cfg.ServerPIDs)
 	switch cfg.Mode {
 	case Closed:
 		rr = closedLoop(ctx, conns, cfg, data, tag)
@@ -224,6 +231,9 @@ func runOnce(ctx context.Context, conns []Conn, cfg Config, data []byte, tag str
 	}
 	if err != nil {
 		return rr, err
+	}
+	if rr.CPU == nil { // readBack measured its read part itself
+		rr.CPU = cpuUse(before, takeCPU(cfg.ServerPIDs), rr.Events)
 	}
 	if (cfg.Mode == Closed || cfg.Mode == Open || cfg.Mode == Pipelined) && rr.Events == 0 {
 		return rr, fmt.Errorf("no append succeeded (%d failed; first error: %s)", rr.Errors, rr.FirstError)
@@ -379,6 +389,7 @@ func readBack(ctx context.Context, conn Conn, cfg Config, data []byte, tag strin
 	}
 	rec := NewRecorder()
 	var got int64
+	before := takeCPU(cfg.ServerPIDs)
 	start := time.Now()
 	last := start
 	count := func(k int) {
@@ -404,7 +415,9 @@ func readBack(ctx context.Context, conn Conn, cfg Config, data []byte, tag strin
 	if got < int64(cfg.Events) {
 		return RunResult{}, fmt.Errorf("%s delivered %d of %d events", cfg.Mode, got, cfg.Events)
 	}
-	return finish(elapsed, got, &errTracker{}, 0, rec), nil
+	rr := finish(elapsed, got, &errTracker{}, 0, rec)
+	rr.CPU = cpuUse(before, takeCPU(cfg.ServerPIDs), got)
+	return rr, nil
 }
 
 // median returns, field by field, the median of the runs; Max is the largest of the maxima.
@@ -441,6 +454,7 @@ func median(runs []RunResult) RunResult {
 			Mean:  f(func(r RunResult) float64 { return r.Latency.Mean }),
 		},
 	}
+	m.CPU = medianCPU(runs, f)
 	for _, r := range runs {
 		m.Latency.Max = max(m.Latency.Max, r.Latency.Max)
 		m.Latency.Clamped += r.Latency.Clamped
@@ -449,4 +463,23 @@ func median(runs []RunResult) RunResult {
 		}
 	}
 	return m
+}
+
+// medianCPU is the field-by-field median of the runs' CPU use, or nil unless every run has one
+// with the same number of servers.
+func medianCPU(runs []RunResult, f func(func(RunResult) float64) float64) *CPUUse {
+	for _, r := range runs {
+		if r.CPU == nil || len(r.CPU.Servers) != len(runs[0].CPU.Servers) {
+			return nil
+		}
+	}
+	u := &CPUUse{
+		Servers:      make([]float64, len(runs[0].CPU.Servers)),
+		ServersTotal: f(func(r RunResult) float64 { return r.CPU.ServersTotal }),
+		LoadTool:     f(func(r RunResult) float64 { return r.CPU.LoadTool }),
+	}
+	for i := range u.Servers {
+		u.Servers[i] = f(func(r RunResult) float64 { return r.CPU.Servers[i] })
+	}
+	return u
 }

@@ -189,6 +189,12 @@ func Table(w io.Writer, results []*Result, rss []RSS) error {
 			fmt.Fprintf(&b, " %s | %s |\n", g.text, met)
 		}
 	}
+	for _, r := range results {
+		if r.Median.CPU != nil && len(r.Median.CPU.Servers) > 0 {
+			b.WriteString("\n\"µs CPU/ev\": CPU time (user + system, from /proc) of the three server processes together per event; the load tool's own is in the JSON results.\n")
+			break
+		}
+	}
 	if len(rss) > 0 {
 		b.WriteString("\nPeak RSS of each node under the 256-client load (sampled from /proc every second):\n\n")
 		b.WriteString("| system | node | peak RSS | goal (Cairn ≤ 256 MiB) |\n|---|---|---|---|\n")
@@ -220,6 +226,9 @@ func cell(r *Result) string {
 	switch r.Mode {
 	case Closed, Open, Pipelined:
 		s += fmt.Sprintf(", p50 %.2f ms, p99 %.1f ms", m.Latency.P50, m.Latency.P99)
+	}
+	if m.CPU != nil && len(m.CPU.Servers) > 0 {
+		s += fmt.Sprintf(", %.0f µs CPU/ev", m.CPU.ServersTotal)
 	}
 	if m.Errors > 0 {
 		s += fmt.Sprintf(", %d errors", m.Errors)

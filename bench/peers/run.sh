@@ -17,7 +17,8 @@
 # Per system: build/install it, start a fresh 3-node cluster, wait until it serves appends, then
 # run the workloads in order; the first one starts with a discarded warm-up run (a fresh NATS
 # cluster is slower for its first 30-60 s). Each append workload is the median of RUNS runs.
-# Every node's RSS is sampled each second during the 256-client workload. Every process and
+# Every node's RSS is sampled each second during the 256-client workload, and every workload
+# reports the CPU time the three nodes spent per event (less noisy than throughput on a shared box). Every process and
 # temporary directory is removed on exit, also on failure or Ctrl-C.
 set -euo pipefail
 
@@ -213,7 +214,7 @@ run_workload() {
 	shift 2
 	log "$system: $name"
 	"$LOAD" --system "$DRIVER" --label "$system" --addrs "$ADDRS" --duration "$DURATION" --runs "$RUNS" \
-		--out "$OUT/$system-$name.json" "$@"
+		--server-pids "$(IFS=,; echo "${NODE_PIDS[*]}")" --out "$OUT/$system-$name.json" "$@"
 }
 
 bench_system() {

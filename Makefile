@@ -63,9 +63,9 @@ proto-check: proto
 ## bench: regression check in a few minutes: the storage micro-benchmarks in short mode, then the
 ## load tool (cmd/bench) against a fresh local 3-node Cairn cluster in QUICK mode, printing the
 ## table (docs/benchmarks.md has the full runs). Not part of `make test`.
-BENCH_MICRO := ApplyBatch|SnapshotPersist|Append|ScanForward|ReadRandom
+BENCH_MICRO := ApplyBatch|SnapshotPersist|Append|ScanForward|ReadRandom|Fdatasync|BoltStoreLogs
 bench:
-	$(GO) test -short -run '^$$' -bench '$(BENCH_MICRO)' -benchtime 200ms -benchmem ./segment/ ./fsm/
+	$(GO) test -short -run '^$$' -bench '$(BENCH_MICRO)' -benchtime 200ms -benchmem ./segment/ ./fsm/ ./bench/floor/
 	SYSTEMS=cairn QUICK=1 bash bench/peers/run.sh
 
 ## bench-peers: the side-by-side benchmark (Cairn, NATS JetStream with sync_interval always, etcd),

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,7 @@ func mainRun(ctx context.Context, args []string, stdout, stderr io.Writer, reg R
 		asJSON   = fs.Bool("json", false, "print the result as JSON")
 		out      = fs.String("out", "", "also write the JSON result to this file")
 		mode     = fs.String("mode", string(Closed), "workload: closed, open, pipelined, read, subscribe")
+		cpuProf  = fs.String("cpuprofile", "", "write the load tool's own CPU profile (measured runs and warm-up) to this file")
 		pids     = fs.String("server-pids", "", "comma-separated pids of the server processes whose CPU per event to report (Linux)")
 	)
 	fs.IntVar(&cfg.Clients, "clients", 1, "closed loop: clients; open loop: most appends in flight")
@@ -94,6 +96,19 @@ func mainRun(ctx context.Context, args []string, stdout, stderr io.Writer, reg R
 			return 2
 		}
 		return 1
+	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			fmt.Fprintf(stderr, "--cpuprofile: %v\n", err)
+			return 1
+		}
+		defer f.Close() //nolint:errcheck // closed after StopCPUProfile has flushed it
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "--cpuprofile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := Run(ctx, d, cfg)
 	if err != nil {

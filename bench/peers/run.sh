@@ -11,7 +11,8 @@
 #   QUICK=1      2 s warm-up, 3 s runs, 1 run, 20,000 events read back
 #   OUT          results directory (default .bench/results/<UTC time>); table.md is the table
 #   BENCH_CACHE  where the pinned servers and tools are built (default .bench)
-#   BASE_PORT    first of the ports used (default 34000; 34101-34513 are used)
+#   BASE_PORT    first of the ports used (default 24000: 24101-24513, below the kernel's
+#                ephemeral range 32768-60999, where outgoing connections could take them)
 #   CAIRND_ARGS  extra cairnd flags (e.g. "--pprof")
 #
 # Per system: build/install it, start a fresh 3-node cluster, wait until it serves appends, then
@@ -29,7 +30,7 @@ SYSTEMS=${SYSTEMS:-"cairn nats-always etcd"}
 CACHE=${BENCH_CACHE:-$ROOT/.bench}
 BIN=$CACHE/bin
 OUT=${OUT:-$CACHE/results/$(date -u +%Y%m%dT%H%M%SZ)}
-BASE_PORT=${BASE_PORT:-34000}
+BASE_PORT=${BASE_PORT:-24000}
 CAIRND_ARGS=${CAIRND_ARGS:-}
 if [[ ${QUICK:-0} == 1 ]]; then
 	WARMUP=2s DURATION=3s RUNS=1 READ_EVENTS=20000

@@ -41,6 +41,7 @@ fi
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-peers.XXXXXX")
 NODE_PIDS=()
+FAILED=()
 SAMPLER_PID=
 
 log() { printf '%s run.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -214,8 +215,12 @@ run_workload() {
 	local system=$1 name=$2
 	shift 2
 	log "$system: $name"
-	"$LOAD" --system "$DRIVER" --label "$system" --addrs "$ADDRS" --duration "$DURATION" --runs "$RUNS" \
-		--server-pids "$(IFS=,; echo "${NODE_PIDS[*]}")" --out "$OUT/$system-$name.json" "$@"
+	# A failed workload is recorded and the run goes on: its cell stays empty in the table.
+	if ! "$LOAD" --system "$DRIVER" --label "$system" --addrs "$ADDRS" --duration "$DURATION" --runs "$RUNS" \
+		--server-pids "$(IFS=,; echo "${NODE_PIDS[*]}")" --out "$OUT/$system-$name.json" "$@"; then
+		log "$system: $name FAILED"
+		FAILED+=("$system/$name")
+	fi
 }
 
 bench_system() {
@@ -228,7 +233,12 @@ bench_system() {
 	*) log "unknown system $system"; return 1 ;;
 	esac
 	log "$system: cluster starting ($ADDRS)"
-	wait_ready "$system"
+	if ! wait_ready "$system"; then
+		FAILED+=("$system/start")
+		stop_nodes
+		rm -rf "$WORK/cairn" "$WORK/nats" "$WORK/etcd"
+		return 0
+	fi
 	run_workload "$system" c1 --clients 1 --warmup "$WARMUP"
 	run_workload "$system" c16 --clients 16
 	local stop=$WORK/rss-stop
@@ -256,9 +266,18 @@ for s in $SYSTEMS; do bench_system "$s"; done
 	echo "$(uname -sr), $(go version | awk '{print $3}'). Load average before the run: $LOAD_BEFORE."
 	echo "Versions: cairn $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?')$(need nats && echo ", nats-server $NATS_VERSION")$(need etcd && echo ", etcd $ETCD_VERSION")."
 	echo
-	"$LOAD" table --rss "$OUT/rss.txt" "$OUT"/*.json
+	if compgen -G "$OUT/*.json" >/dev/null; then
+		"$LOAD" table --rss "$OUT/rss.txt" "$OUT"/*.json
+	else
+		echo "(no results)"
+	fi
 	echo
 	echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+	if ((${#FAILED[@]} > 0)); then echo; echo "**Failed (no result):** ${FAILED[*]} — see the logs in the results directory."; fi
 } >"$OUT/table.md"
 cat "$OUT/table.md"
 log "results in $OUT (table.md is the table for docs/benchmarks.md)"
+if ((${#FAILED[@]} > 0)); then
+	log "failed: ${FAILED[*]}"
+	exit 1
+fi

@@ -66,7 +66,7 @@ type Config struct {
 	MaxBatchRequests int
 	MaxBatchBytes    int
 	// MaxInflightEntries bounds the raft entries of proposals that are in raft but not yet
-	// answered (default 1). While the window is full, proposals queue and go out together in the
+	// answered (default 2). While the window is full, proposals queue and go out together in the
 	// next entry: group commit. Every raft entry costs a log commit (two fdatasyncs through
 	// raft-boltdb) on the leader and on each follower, in CPU as well as time, so fewer, larger
 	// entries make each append cheaper; a lone proposal still goes out at once. See
@@ -144,7 +144,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxBatchBytes = 4 << 20
 	}
 	if c.MaxInflightEntries <= 0 {
-		c.MaxInflightEntries = 1
+		c.MaxInflightEntries = 2
 	}
 	if c.MaxPromoteLag == 0 {
 		c.MaxPromoteLag = 256

@@ -3,7 +3,7 @@ GO        ?= go
 BUF       := $(GO) tool -modfile=tools/go.mod buf
 PKGS      := ./...
 
-.PHONY: all build cluster images compose-tls compose-up compose-down compose-smoke test vet fmt-check proto proto-check bench clean
+.PHONY: all build cluster images compose-tls compose-up compose-down compose-smoke test vet fmt-check proto proto-check bench bench-peers clean
 
 # Compose v2 plugin when present, else the v1 docker-compose binary.
 COMPOSE   ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
@@ -72,8 +72,19 @@ proto-check: proto
 	$(BUF) lint
 	@git diff --exit-code -- '*.pb.go' || (echo "generated protobuf code is stale: run make proto and commit"; exit 1)
 
+## bench: regression check in a few minutes: the storage micro-benchmarks in short mode, then the
+## load tool (cmd/bench) against a fresh local 3-node Cairn cluster in QUICK mode, printing the
+## table (docs/benchmarks.md has the full runs). Not part of `make test`.
+BENCH_MICRO := ApplyBatch|SnapshotPersist|Append|ScanForward|ReadRandom|Fdatasync|BoltStoreLogs
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -short -run '^$$' -bench '$(BENCH_MICRO)' -benchtime 200ms -benchmem ./segment/ ./fsm/ ./bench/floor/
+	SYSTEMS=cairn QUICK=1 bash bench/peers/run.sh
+
+## bench-peers: the side-by-side benchmark (Cairn, NATS JetStream with sync_interval always, etcd),
+## pinned servers installed into .bench/bin; about 15 minutes. QUICK=1 for a ~2 minute smoke run.
+## Writes .bench/results/<time>/table.md for docs/benchmarks.md. Not part of `make test`.
+bench-peers:
+	bash bench/peers/run.sh
 
 clean:
 	rm -rf bin .docker

@@ -216,12 +216,14 @@ func (c Config) messageLimit() int {
 // that lets the service decode its own requests (decode.go). Pass them to grpc.NewServer along
 // with any of your own: cairnd adds grpc.Creds with mutual TLS
 // (tlsutil.Loader.ServerConfig(tlsutil.ProtoGRPC, RoleNode, RoleClient)), which covers the client
-// API, admin calls and calls forwarded from followers alike, as they share one server.
+// API, admin calls and calls forwarded from followers alike, as they share one server. RPCs run on a pool of StreamWorkers goroutines (see
+// StreamWorkers).
 func ServerOptions(cfg Config) []grpc.ServerOption {
 	cfg = cfg.withLimits()
 	n := cfg.messageLimit()
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(n), grpc.MaxSendMsgSize(n), grpc.ForceServerCodecV2(newServerCodec()),
+		grpc.NumStreamWorkers(StreamWorkers),
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxConcurrentStreams)),
 		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderListBytes)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
@@ -231,6 +233,15 @@ func ServerOptions(cfg Config) []grpc.ServerOption {
 		}),
 	}
 }
+
+// StreamWorkers is the number of goroutines that ServerOptions keeps to run RPCs. gRPC's default
+// starts a goroutine per RPC, whose stack then grows by copying as the append path deepens:
+// 10 % of a leader's CPU under 256 clients went to runtime.copystack. Pooled workers keep their
+// grown stacks (gRPC resets a worker's stack every 65,536 RPCs). When every worker is busy —
+// more than StreamWorkers calls in flight, or long-lived subscriptions holding workers — gRPC
+// falls back to a goroutine per RPC, so nothing waits for a worker. Idle workers cost their
+// stacks: a few MiB for 256. See docs/performance.md.
+const StreamWorkers = 256
 
 // DefaultDialer returns the Dialer used when Config.Dialer is nil: a lazily connecting
 // grpc.ClientConn without transport security whose message limits match the server's.

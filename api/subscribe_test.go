@@ -522,3 +522,24 @@ func TestSubscribeFellBehind(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestMoreStreamsThanWorkers: RPCs run on a pool of StreamWorkers goroutines (ServerOptions).
+// Long-lived subscriptions beyond the pool must neither starve nor block other calls: each of
+// StreamWorkers+8 concurrent subscriptions is served, and appends still go through.
+func TestMoreStreamsThanWorkers(t *testing.T) {
+	ts := mustNewServer(t, newFakeNode(t, "n1"))
+	first := mustAppend(t, ts.events, "s", evt(1, "T"))
+	subs := make([]grpc.ServerStreamingClient[cairnpb.SubscribeResponse], StreamWorkers+8)
+	for i := range subs {
+		subs[i] = subscribe(t, ts, &cairnpb.SubscribeRequest{FromStart: true})
+	}
+	for _, s := range subs {
+		recvUntil(t, s, first.GetLastPosition()) // every subscription is being served at once
+	}
+	second := mustAppend(t, ts.events, "s", evt(2, "T"))
+	for i, s := range subs {
+		if evs, _ := recvUntil(t, s, second.GetLastPosition()); len(evs) != 1 || evs[0].GetPosition() != second.GetLastPosition() {
+			t.Fatalf("subscription %d: got %v, want the second event", i, evs)
+		}
+	}
+}

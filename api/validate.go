@@ -119,12 +119,29 @@ func checkExpected(b *badRequest, field string, e *cairnpb.ExpectedRevision) *fs
 	return out
 }
 
+// eventField names the field of event j of a part (prefix "" or "appends[i].") for error
+// messages. It is formatted only when a violation is reported: the append hot path validates
+// every event and reports almost never.
+type eventField struct {
+	prefix string
+	j      int
+}
+
+func (f eventField) String() string { return fmt.Sprintf("%sevents[%d]", f.prefix, f.j) }
+
 // checkEvents validates and converts the events of one part. seen maps ids already used in the
-// request to the field of their first use: an id may appear once per request.
-func checkEvents(b *badRequest, prefix string, events []*cairnpb.EventData, seen map[[16]byte]string) []*fsmpb.Event {
+// request to the event of their first use: an id may appear once per request. A nil seen is
+// created when the part has more than one event (a single-event append cannot repeat an id).
+// The converted events and their ids share one allocation each.
+func checkEvents(b *badRequest, prefix string, events []*cairnpb.EventData, seen map[[16]byte]eventField) []*fsmpb.Event {
 	out := make([]*fsmpb.Event, len(events))
+	converted := make([]fsmpb.Event, len(events))
+	ids := make([]byte, 16*len(events))
+	if seen == nil && len(events) > 1 {
+		seen = make(map[[16]byte]eventField, len(events))
+	}
 	for j, e := range events {
-		field := fmt.Sprintf("%sevents[%d]", prefix, j)
+		field := eventField{prefix, j}
 		var id [16]byte
 		if e.GetId() == "" {
 			id = newUUID()
@@ -135,25 +152,25 @@ func checkEvents(b *badRequest, prefix string, events []*cairnpb.EventData, seen
 				if err == errUUIDNil {
 					reason = violationNilUUID
 				}
-				b.add(field+".id", reason, "%q: %v", e.GetId(), err)
+				b.add(field.String()+".id", reason, "%q: %v", e.GetId(), err)
 			} else if first, dup := seen[id]; dup {
-				b.add(field+".id", violationDuplicate, "id %s is also used by %s", e.GetId(), first)
-			} else {
-				seen[id] = field + ".id"
+				b.add(field.String()+".id", violationDuplicate, "id %s is also used by %s.id", e.GetId(), first)
+			} else if seen != nil {
+				seen[id] = field
 			}
 		}
 		switch t := e.GetType(); {
 		case t == "":
-			b.add(field+".type", violationRequired, "event type is required")
+			b.add(field.String()+".type", violationRequired, "event type is required")
 		case !utf8.ValidString(t):
-			b.add(field+".type", violationInvalidUTF8, "event type is not valid UTF-8")
+			b.add(field.String()+".type", violationInvalidUTF8, "event type is not valid UTF-8")
 		case hasControl(t):
-			b.add(field+".type", violationControlCharacter, "event type contains a control character")
+			b.add(field.String()+".type", violationControlCharacter, "event type contains a control character")
 		case strings.HasPrefix(t, "$"):
-			b.add(field+".type", violationReservedPrefix, "event types starting with '$' are reserved for the system")
+			b.add(field.String()+".type", violationReservedPrefix, "event types starting with '$' are reserved for the system")
 		}
 		if !utf8.ValidString(e.GetContentType()) {
-			b.add(field+".content_type", violationInvalidUTF8, "content type is not valid UTF-8")
+			b.add(field.String()+".content_type", violationInvalidUTF8, "content type is not valid UTF-8")
 		}
 		for k, tag := range e.GetTags() {
 			switch {
@@ -163,14 +180,12 @@ func checkEvents(b *badRequest, prefix string, events []*cairnpb.EventData, seen
 				b.add(fmt.Sprintf("%s.tags[%d]", field, k), violationInvalidUTF8, "tag is not valid UTF-8")
 			}
 		}
-		out[j] = &fsmpb.Event{
-			Id:          id[:],
-			Type:        e.GetType(),
-			ContentType: e.GetContentType(),
-			Data:        e.GetData(),
-			Metadata:    e.GetMetadata(),
-			Tags:        e.GetTags(),
-		}
+		idb := ids[16*j : 16*(j+1) : 16*(j+1)]
+		copy(idb, id[:])
+		ev := &converted[j]
+		ev.Id, ev.Type, ev.ContentType = idb, e.GetType(), e.GetContentType()
+		ev.Data, ev.Metadata, ev.Tags = e.GetData(), e.GetMetadata(), e.GetTags()
+		out[j] = ev
 	}
 	return out
 }
@@ -190,7 +205,7 @@ func (s *Service) validateAppend(req *cairnpb.AppendRequest) (*fsmpb.Request, er
 	if len(req.GetEvents()) == 0 {
 		b.add("events", violationRequired, "an append needs at least one event")
 	}
-	events := checkEvents(&b, "", req.GetEvents(), make(map[[16]byte]string, len(req.GetEvents())))
+	events := checkEvents(&b, "", req.GetEvents(), nil)
 	if err := b.err(); err != nil {
 		return nil, err
 	}
@@ -232,7 +247,7 @@ func (s *Service) validateAppendMulti(req *cairnpb.AppendMultiRequest) (*fsmpb.R
 		b.add("appends", violationRequired, "an AppendMulti needs at least one part")
 	}
 	streams := make(map[string]int, len(parts))
-	seen := make(map[[16]byte]string)
+	seen := make(map[[16]byte]eventField)
 	out := make([]*fsmpb.StreamAppend, len(parts))
 	total := 0
 	for i, p := range parts {

@@ -65,6 +65,7 @@ type Node struct {
 
 	proposals chan *proposal
 	inflight  chan *inflightBatch
+	slots     chan struct{} // one token per raft entry in flight (cfg.MaxInflightEntries)
 	// readyTerm is the term in which this node, as leader, has passed a barrier: every entry of
 	// earlier terms is committed and applied, so its commit index is a valid read index.
 	readyTerm atomic.Uint64
@@ -87,7 +88,8 @@ func Open(cfg Config) (*Node, error) {
 		cfg:        cfg,
 		log:        cfg.Logger.With("node", cfg.NodeID),
 		proposals:  make(chan *proposal, 4*cfg.MaxBatchRequests),
-		inflight:   make(chan *inflightBatch, 64),
+		inflight:   make(chan *inflightBatch, cfg.MaxInflightEntries),
+		slots:      make(chan struct{}, cfg.MaxInflightEntries),
 		shutdownCh: make(chan struct{}),
 	}
 	ok := false

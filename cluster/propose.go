@@ -92,6 +92,15 @@ func (n *Node) batchLoop() {
 			n.failQueued()
 			return
 		}
+		// Wait for a free slot in the in-flight window before taking the rest of the queue, so
+		// that everything that arrived meanwhile goes into this entry (group commit).
+		select {
+		case n.slots <- struct{}{}:
+		case <-n.shutdownCh:
+			first.done <- proposalResult{err: ErrShutdown}
+			n.failQueued()
+			return
+		}
 		batch, size := []*proposal{first}, first.size
 	drain:
 		for len(batch) < n.cfg.MaxBatchRequests && size < n.cfg.MaxBatchBytes {
@@ -110,6 +119,7 @@ func (n *Node) batchLoop() {
 		if err != nil {
 			n.log.Error("encoding a command failed", "requests", len(batch), "error", err)
 			resolve(batch, proposalResult{err: err})
+			<-n.slots
 			continue
 		}
 		if n.cfg.OnBatch != nil {
@@ -180,7 +190,9 @@ func (n *Node) resolveLoop() {
 	defer n.wg.Done()
 	var giveUp time.Time
 	for b := range n.inflight {
-		if err := n.waitFuture(b.future, &giveUp); err != nil {
+		err := n.waitFuture(b.future, &giveUp)
+		<-n.slots // the entry is answered: its slot is free for the next one
+		if err != nil {
 			resolve(b.batch, proposalResult{err: n.classifyApplyError(err)})
 			continue
 		}

@@ -127,8 +127,9 @@ func (a TokenAuthenticator) Authenticate(ctx context.Context) (Identity, error) 
 type AuthConfig struct {
 	// Enabled turns checks on. Off (the default, dev mode) every call is allowed.
 	Enabled bool
-	// Authenticator finds callers' identities. Nil with Enabled means a TokenAuthenticator over
-	// the node's store (which must implement TokenStore) with BootstrapToken.
+	// Authenticator finds callers' identities. Nil with Enabled means a TokenOrCertAuthenticator:
+	// bearer tokens against the node's store (which must implement TokenStore) and
+	// BootstrapToken, else the peer's TLS certificate (auth_cert.go).
 	Authenticator Authenticator
 	// BootstrapToken is the bootstrap admin token of the default authenticator.
 	BootstrapToken string

@@ -145,10 +145,16 @@ func forwardConn[T proto.Message](ctx context.Context, s *Service, op, addr stri
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, ForwardedMetadataKey, s.node.ID())
 	// The leader authenticates and authorises the forwarded call itself, with the caller's token.
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for _, v := range md.Get("authorization") {
+	// A caller authenticated by its client certificate cannot be forwarded as itself (the leader
+	// sees this node's certificate), so its identity travels in ForwardedIdentityMetadataKey,
+	// which the leader believes only from a node certificate (auth_cert.go).
+	md, _ := metadata.FromIncomingContext(ctx)
+	if auth := md.Get("authorization"); len(auth) > 0 {
+		for _, v := range auth {
 			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", v)
 		}
+	} else if id, ok := IdentityFrom(ctx); ok {
+		ctx = metadata.AppendToOutgoingContext(ctx, ForwardedIdentityMetadataKey, encodeForwardedIdentity(id))
 	}
 	s.stats.forwarded.Add(1)
 	var (

@@ -66,7 +66,7 @@ func NewService(node Node, cfg Config, logger *slog.Logger) *Service {
 	}
 	s.auth = cfg.Auth.Authenticator
 	if s.auth == nil {
-		s.auth = TokenAuthenticator{Store: nodeTokens{node}, Bootstrap: cfg.Auth.BootstrapToken}
+		s.auth = TokenOrCertAuthenticator{Token: TokenAuthenticator{Store: nodeTokens{node}, Bootstrap: cfg.Auth.BootstrapToken}}
 	}
 	s.SetServing(true)
 	return s

@@ -51,7 +51,7 @@ certificates come from your own CA with the same URI SANs.`,
 	fl.StringVar(&f.dir, "dir", "", "folder to write into (created 0700; required)")
 	fl.StringVar(&f.nodes, "nodes", "", "comma-separated node ids to issue node certificates for (required)")
 	fl.StringVar(&f.hosts, "hosts", "127.0.0.1,localhost", "comma-separated IPs and DNS names added to every node certificate")
-	fl.StringVar(&f.clients, "clients", "admin", "comma-separated client names to issue client certificates for")
+	fl.StringVar(&f.clients, "clients", "admin", "comma-separated client certificates to issue: name[=admin|writer|reader[:prefix[;prefix]...]]; \"admin\" alone has the API role admin")
 	fl.StringVar(&f.cluster, "cluster-name", "", "cluster name written into every certificate (required; a-z, 0-9, '-')")
 	fl.DurationVar(&f.validity, "validity", 365*24*time.Hour, "validity of the CA and certificates")
 
@@ -176,10 +176,18 @@ func (a *app) tlsInit(f *tlsInitFlags) error {
 	if len(nodes) == 0 {
 		return usagef("--nodes names no node")
 	}
-	for _, n := range append(append([]string{}, nodes...), clients...) {
+	for _, n := range nodes {
 		if strings.ContainsAny(n, "/\\ ") {
 			return usagef("name %q may not contain '/', '\\' or spaces", n)
 		}
+	}
+	clientIDs := make([]tlsutil.Identity, len(clients))
+	for i, spec := range clients {
+		id, err := tlsutil.ParseClientSpec(spec)
+		if err != nil {
+			return usagef("--clients: %w", err)
+		}
+		clientIDs[i] = id
 	}
 	if f.validity <= 0 {
 		return usagef("--validity must be positive")
@@ -194,9 +202,13 @@ func (a *app) tlsInit(f *tlsInitFlags) error {
 		nf := tlsutil.NodeFiles(f.dir, n)
 		fmt.Fprintf(a.io.out, "  node %-6s %s %s\n", n, nf.Cert, nf.Key)
 	}
-	for _, c := range clients {
-		cf := tlsutil.ClientFiles(f.dir, c)
-		fmt.Fprintf(a.io.out, "  client %-4s %s %s\n", c, cf.Cert, cf.Key)
+	for _, id := range clientIDs {
+		cf := tlsutil.ClientFiles(f.dir, id.Name)
+		fmt.Fprintf(a.io.out, "  client %-4s %s %s", id.Name, cf.Cert, cf.Key)
+		if id.APIRole != "" {
+			fmt.Fprintf(a.io.out, " (API role %s%s)", id.APIRole, prefixNote(id.Prefixes))
+		}
+		fmt.Fprintln(a.io.out)
 	}
 	fmt.Fprintf(a.io.out, "  gossip key  %s\n", filepath.Join(f.dir, tlsutil.GossipKeyFile))
 	return nil
@@ -211,4 +223,12 @@ func splitCSV(s string) []string {
 		}
 	}
 	return out
+}
+
+// prefixNote describes a certificate's stream prefixes for tls init's listing.
+func prefixNote(prefixes []string) string {
+	if len(prefixes) == 0 {
+		return ""
+	}
+	return " on " + strings.Join(prefixes, ", ")
 }

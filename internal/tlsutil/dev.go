@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -187,7 +188,9 @@ type DevOptions struct {
 	// Hosts are extra SANs (IPs or DNS names) of every node certificate; each node's id is
 	// always a DNS SAN.
 	Hosts []string
-	// Clients are the client names to issue client certificates for.
+	// Clients are the clients to issue client certificates for, each a ClientSpec:
+	// name[=role[:prefix[;prefix]...]]. The client named "admin" gets the API role admin unless
+	// its spec names another.
 	Clients []string
 	// Validity of the CA and certificates (default one year).
 	Validity time.Duration
@@ -238,8 +241,13 @@ func WriteDev(o DevOptions) error {
 			return err
 		}
 	}
-	for _, c := range o.Clients {
-		if err := issue(ClientFiles(o.Dir, c), Identity{Cluster: o.Cluster, Role: RoleClient, Name: c}, nil); err != nil {
+	for _, spec := range o.Clients {
+		id, err := ParseClientSpec(spec)
+		if err != nil {
+			return err
+		}
+		id.Cluster = o.Cluster
+		if err := issue(ClientFiles(o.Dir, id.Name), id, nil); err != nil {
 			return err
 		}
 	}
@@ -258,4 +266,38 @@ func serial() *big.Int {
 		panic(fmt.Sprintf("tlsutil: crypto/rand failed: %v", err)) // crypto/rand does not fail on supported platforms
 	}
 	return n
+}
+
+// ParseClientSpec parses a client certificate spec, name[=role[:prefix[;prefix]...]]:
+// "app=writer:orders-;users-" is client "app" with API role writer on streams starting with
+// "orders-" or "users-". The role must be admin, writer or reader; "admin" alone means role
+// admin; any other bare name has no API role (its holder needs a token when auth is on).
+func ParseClientSpec(spec string) (Identity, error) {
+	name, grant, hasGrant := strings.Cut(spec, "=")
+	id := Identity{Role: RoleClient, Name: name}
+	if name == "" || strings.ContainsAny(name, "/\\ ?#") {
+		return Identity{}, fmt.Errorf("tlsutil: client spec %q: bad name", spec)
+	}
+	if !hasGrant {
+		if name == "admin" {
+			id.APIRole = "admin"
+		}
+		return id, nil
+	}
+	role, prefixes, _ := strings.Cut(grant, ":")
+	switch role {
+	case "admin", "writer", "reader":
+	default:
+		return Identity{}, fmt.Errorf("tlsutil: client spec %q: role must be admin, writer or reader", spec)
+	}
+	id.APIRole = role
+	if prefixes != "" {
+		for _, p := range strings.Split(prefixes, ";") {
+			if p == "" {
+				return Identity{}, fmt.Errorf("tlsutil: client spec %q: empty prefix", spec)
+			}
+			id.Prefixes = append(id.Prefixes, p)
+		}
+	}
+	return id, nil
 }

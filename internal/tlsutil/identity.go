@@ -52,12 +52,29 @@ type Identity struct {
 	Role Role
 	// Name is the node id or the client's name.
 	Name string
+	// APIRole, on a client certificate, is the API role the certificate grants when the cluster
+	// runs with authentication (admin, writer or reader; see api/DESIGN.md): the certificate
+	// authenticates its holder like a token. Empty means none: the holder needs a token.
+	APIRole string
+	// Prefixes limits APIRole to streams whose names start with one of them; empty means every
+	// stream.
+	Prefixes []string
 }
 
 // URI returns the identity as the URI SAN written into certificates:
 // cairn://<cluster>/<role>/<name>.
+// A client certificate's API role and prefixes ride in the query:
+// cairn://<cluster>/client/<name>?role=writer&prefix=orders-&prefix=users-.
 func (id Identity) URI() *url.URL {
-	return &url.URL{Scheme: URIScheme, Host: id.Cluster, Path: "/" + string(id.Role) + "/" + id.Name}
+	u := &url.URL{Scheme: URIScheme, Host: id.Cluster, Path: "/" + string(id.Role) + "/" + id.Name}
+	if id.APIRole != "" {
+		q := url.Values{"role": {id.APIRole}}
+		if len(id.Prefixes) > 0 {
+			q["prefix"] = id.Prefixes
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u
 }
 
 // String returns the URI form.
@@ -91,7 +108,11 @@ func ParseIdentity(cert *x509.Certificate) (Identity, error) {
 		if role != RoleNode && role != RoleClient {
 			return Identity{}, fmt.Errorf("%w: unknown role in %q", ErrNoIdentity, u.String())
 		}
-		return Identity{Cluster: u.Host, Role: role, Name: parts[1]}, nil
+		q := u.Query()
+		if len(q["role"]) > 1 || (len(q["prefix"]) > 0 && q.Get("role") == "") {
+			return Identity{}, fmt.Errorf("%w: malformed API role in %q", ErrNoIdentity, u.String())
+		}
+		return Identity{Cluster: u.Host, Role: role, Name: parts[1], APIRole: q.Get("role"), Prefixes: q["prefix"]}, nil
 	}
 	return Identity{}, ErrNoIdentity
 }

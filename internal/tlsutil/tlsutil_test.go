@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +78,7 @@ func handshake(t *testing.T, srv, cli *tls.Config) (serverErr, clientErr error, 
 func TestIdentityRoundTripAndNames(t *testing.T) {
 	dir := devDir(t, "prod-1")
 	l := mustLoad(t, NodeFiles(dir, "n1"), "prod-1")
-	if got, want := l.Identity(), (Identity{Cluster: "prod-1", Role: RoleNode, Name: "n1"}); got != want {
+	if got, want := l.Identity(), (Identity{Cluster: "prod-1", Role: RoleNode, Name: "n1"}); !reflect.DeepEqual(got, want) {
 		t.Fatalf("identity = %+v, want %+v", got, want)
 	}
 	if got := l.Identity().String(); got != "cairn://prod-1/node/n1" {

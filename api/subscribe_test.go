@@ -527,7 +527,8 @@ func TestSubscribeFellBehind(t *testing.T) {
 // Long-lived subscriptions beyond the pool must neither starve nor block other calls: each of
 // StreamWorkers+8 concurrent subscriptions is served, and appends still go through.
 func TestMoreStreamsThanWorkers(t *testing.T) {
-	ts := mustNewServer(t, newFakeNode(t, "n1"))
+	// One connection carries them all, so the per-connection subscription limit is raised.
+	ts := mustNewServer(t, newFakeNode(t, "n1"), func(c *Config) { c.MaxSubscriptionsPerConn = StreamWorkers + 8 })
 	first := mustAppend(t, ts.events, "s", evt(1, "T"))
 	subs := make([]grpc.ServerStreamingClient[cairnpb.SubscribeResponse], StreamWorkers+8)
 	for i := range subs {

@@ -236,6 +236,24 @@ func TestStreamLifecycleEndToEnd(t *testing.T) {
 			}
 		}
 	}
+
+	// Compaction (acceptance point 4): making the hidden events gone changes no read result, on
+	// any node, for stream reads, $all reads and a new $all subscription.
+	ci, err := cl.Compact(ctx, false)
+	if err != nil {
+		t.Fatalf("compact: %v", err)
+	}
+	observe(ci.LogIndex)
+	checkReads("after compaction")
+	subAfter, err := cl.Subscribe(ctx, client.SubscribeOptions{FromStart: true, Address: c.Nodes[2].GRPCAddr,
+		HeartbeatInterval: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer subAfter.Close()
+	if got, exp := visibleSetOf(collectUntilCaughtUp(t, subAfter)), expectedSet(want); !slices.Equal(got, exp) {
+		t.Fatalf("$all subscription after compaction\n%v\nwant\n%v", got, exp)
+	}
 }
 
 func eventRevisions(evs []client.RecordedEvent) []uint64 {

@@ -13,7 +13,7 @@ import (
 
 // TestLimitFlags: every limit defaults to api.DefaultConfig and is set by its flag.
 func TestLimitFlags(t *testing.T) {
-	o, err := parseFlags([]string{"--node-id", "a"}, io.Discard)
+	o, err := parseFlags([]string{"--node-id", "a", "--dev-insecure"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +21,7 @@ func TestLimitFlags(t *testing.T) {
 		o.limits.MaxConnectionIdle != d.MaxConnectionIdle || o.limits.MaxStreamNameBytes != d.MaxStreamNameBytes {
 		t.Fatalf("defaults: %+v", o.limits)
 	}
-	o, err = parseFlags([]string{"--node-id", "a", "--max-stream-name-bytes", "64", "--max-subscriptions-per-conn", "3",
+	o, err = parseFlags([]string{"--node-id", "a", "--dev-insecure", "--max-stream-name-bytes", "64", "--max-subscriptions-per-conn", "3",
 		"--max-concurrent-streams", "9", "--max-header-list-bytes", "1024", "--keepalive-min-time", "1s",
 		"--max-connection-idle", "2m", "--max-connection-age", "1h", "--max-connection-age-grace", "1m"}, io.Discard)
 	if err != nil {
@@ -42,7 +42,7 @@ func TestAuthFlags(t *testing.T) {
 	if err := os.WriteFile(file, []byte("0123456789abcdef-from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	o, err := parseFlags([]string{"--node-id", "a", "--auth", "--bootstrap-token-file", file}, io.Discard)
+	o, err := parseFlags([]string{"--node-id", "a", "--dev-insecure", "--auth", "--bootstrap-token-file", file}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestAuthFlags(t *testing.T) {
 		{"--bootstrap-token", "0123456789abcdef-no-auth"},
 		{"--auth", "--bootstrap-token", "0123456789abcdef", "--bootstrap-token-file", file},
 	} {
-		o, err := parseFlags(append([]string{"--node-id", "a"}, args...), io.Discard)
+		o, err := parseFlags(append([]string{"--node-id", "a", "--dev-insecure"}, args...), io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -125,8 +125,10 @@ start_cairn() {
 	for i in 1 2 3; do joins+="${joins:+,}127.0.0.1:$(p $((300 + i)))"; done
 	for i in 1 2 3; do
 		mkdir -p "$WORK/cairn/n$i"
+		# Plaintext (--dev-insecure), as NATS and etcd run here: the comparison is of the
+		# replication and storage paths, not of TLS. Durability is the default (quorum fsync).
 		# shellcheck disable=SC2086 # CAIRND_ARGS is a list of flags
-		"$ROOT/bin/cairnd" --node-id "n$i" --data-dir "$WORK/cairn/n$i" \
+		"$ROOT/bin/cairnd" --node-id "n$i" --data-dir "$WORK/cairn/n$i" --dev-insecure \
 			--grpc-bind "127.0.0.1:$(p $((100 + i)))" --raft-bind "127.0.0.1:$(p $((200 + i)))" \
 			--gossip-bind "127.0.0.1:$(p $((300 + i)))" --join "$joins" --bootstrap-expect 3 \
 			--metrics-bind "127.0.0.1:$(p $((350 + i)))" --log-level warn $CAIRND_ARGS \

@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/cairndb/cairn/client"
 )
@@ -95,7 +98,8 @@ func (a *app) tail(cmd *cobra.Command, stream string, f *tailFlags) error {
 		opts.FromEnd = true
 	}
 	ctx := cmd.Context()
-	if cmd.Flags().Changed("timeout") {
+	timed := cmd.Flags().Changed("timeout")
+	if timed {
 		if a.timeout <= 0 {
 			return usagef("--timeout must be positive")
 		}
@@ -120,6 +124,12 @@ func (a *app) tail(cmd *cobra.Command, stream string, f *tailFlags) error {
 			if ctx.Err() != nil {
 				// Ctrl-C or --timeout: the normal end, whatever error the ending context surfaced
 				// as (its own, a DEADLINE_EXCEEDED status, or a transport error mid-resume).
+				return nil
+			}
+			if timed && isDeadline(err) {
+				// gRPC sends --timeout's deadline to the server, whose clock may end the call a
+				// moment before ours ends ctx: the same normal end, seen first from the server.
+				<-ctx.Done()
 				return nil
 			}
 			return err
@@ -170,4 +180,17 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 		return now.Add(-d), nil
 	}
 	return time.Time{}, usagef("--from-time %q: want an RFC 3339 time (2026-01-02T15:04:05Z) or a duration ago (10m)", s)
+}
+
+// isDeadline reports whether err is a deadline expiry, local or as a gRPC DEADLINE_EXCEEDED.
+func isDeadline(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if st, ok := status.FromError(e); ok && st.Code() == codes.DeadlineExceeded {
+			return true
+		}
+	}
+	return false
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 )
 
 // BenchmarkFdatasync4K appends 4 KiB to a file and fdatasyncs it, once per op: the disk's floor.
@@ -33,8 +34,24 @@ func BenchmarkFdatasync4K(b *testing.B) {
 // loop and followers do. One op is one commit; the metric entries/s shows what group commit buys.
 func BenchmarkBoltStoreLogs(b *testing.B) {
 	for _, entries := range []int{1, 16, 256} {
-		b.Run(map[int]string{1: "entries=1", 16: "entries=16", 256: "entries=256"}[entries], func(b *testing.B) {
-			s, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(b.TempDir(), "raft.db")})
+		for _, noFreelistSync := range []bool{false, true} {
+			name := map[int]string{1: "entries=1", 16: "entries=16", 256: "entries=256"}[entries]
+			if noFreelistSync {
+				name += "/NoFreelistSync"
+			}
+			b.Run(name, func(b *testing.B) { benchStoreLogs(b, entries, noFreelistSync) })
+		}
+	}
+}
+
+func benchStoreLogs(b *testing.B, entries int, noFreelistSync bool) {
+	{
+		{
+			opts := raftboltdb.Options{Path: filepath.Join(b.TempDir(), "raft.db")}
+			if noFreelistSync {
+				opts.BoltOptions = &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
+			}
+			s, err := raftboltdb.New(opts)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -53,6 +70,6 @@ func BenchmarkBoltStoreLogs(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N*entries)/b.Elapsed().Seconds(), "entries/s")
-		})
+		}
 	}
 }

@@ -405,6 +405,23 @@ type Status struct {
 	Members []Member
 	// Version is the node's software version.
 	Version string
+	// Reclaim is the node's space reclaim state (compaction's background pass).
+	Reclaim ReclaimStatus
+}
+
+// ReclaimStatus is a node's space reclaim state: after a compaction is applied, every node
+// rewrites its sealed segments without the events it made gone, in the background.
+type ReclaimStatus struct {
+	// Running reports a pass in progress.
+	Running bool
+	// Compactions is the number of compactions in the node's log when the last pass started.
+	Compactions uint64
+	// CoveredIndex: every compaction at or below this raft index has been reclaimed on the node.
+	CoveredIndex uint64
+	// Last is the last completed pass; Total sums the passes since the node started.
+	Last, Total ReclaimStats
+	// LastError says why the last pass ended early; empty if it completed.
+	LastError string
 }
 
 func timeFromPB(ts *timestamppb.Timestamp) time.Time {
@@ -465,6 +482,11 @@ func statusFromPB(addr string, s *cairnpb.StatusResponse) *Status {
 		HasContact:    s.GetLastContact() != nil,
 		Version:       s.GetVersion(),
 		Members:       make([]Member, len(s.GetMembers())),
+	}
+	if r := s.GetReclaim(); r != nil {
+		out.Reclaim = ReclaimStatus{Running: r.GetRunning(), Compactions: r.GetCompactions(),
+			CoveredIndex: r.GetCoveredIndex(), Last: reclaimFromPB(r.GetLast()), Total: reclaimFromPB(r.GetTotal()),
+			LastError: r.GetLastError()}
 	}
 	for i, m := range s.GetMembers() {
 		out.Members[i] = Member{

@@ -28,6 +28,18 @@ func TestCompactCommand(t *testing.T) {
 	if _, ok := res["bytes_reclaimed"]; !ok {
 		t.Fatalf("compact --json lacks bytes_reclaimed: %v", res)
 	}
+	// status shows the node's reclaim state: the leader has covered the compaction it waited for.
+	var st map[string]any
+	if err := json.Unmarshal([]byte(ok(t, "--addr", leader.Addr, "--json", "status")), &st); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := st["reclaim"].(map[string]any)
+	if rec == nil || rec["compactions"].(float64) != 1 || rec["covered_index"].(float64) < res["log_index"].(float64) {
+		t.Fatalf("status --json reclaim: %v (compaction at index %v)", st["reclaim"], res["log_index"])
+	}
+	if text := ok(t, "--addr", leader.Addr, "status"); !strings.Contains(text, "RECLAIM") || !strings.Contains(text, "1 compaction(s)") {
+		t.Fatalf("status lacks the reclaim line:\n%s", text)
+	}
 	out := ok(t, at("compact", "--no-wait")...)
 	if !strings.Contains(out, "compaction at index") || !strings.Contains(out, "pending") {
 		t.Fatalf("compact --no-wait output: %s", out)

@@ -29,7 +29,18 @@ type statusJSON struct {
 	LastContact   string       `json:"last_contact,omitempty"`
 	Version       string       `json:"version"`
 	Security      string       `json:"security"`
+	Reclaim       reclaimJSON  `json:"reclaim"`
 	Members       []memberJSON `json:"members"`
+}
+
+// reclaimJSON is the --json form of a node's space reclaim state.
+type reclaimJSON struct {
+	Running             bool   `json:"running"`
+	Compactions         uint64 `json:"compactions"`
+	CoveredIndex        uint64 `json:"covered_index"`
+	BytesReclaimedTotal int64  `json:"bytes_reclaimed_total"`
+	SegmentsRewritten   int    `json:"segments_rewritten_total"`
+	LastError           string `json:"last_error,omitempty"`
 }
 
 // memberJSON is the --json form of a member.
@@ -49,6 +60,9 @@ func toStatusJSON(s *client.Status) statusJSON {
 		Addr: s.Addr, NodeID: s.NodeID, Role: s.Role, LeaderID: s.LeaderID, LeaderAddress: s.LeaderAddress,
 		Term: s.Term, CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex, LastLogIndex: s.LastLogIndex,
 		Version: s.Version, Members: make([]memberJSON, len(s.Members)),
+		Reclaim: reclaimJSON{Running: s.Reclaim.Running, Compactions: s.Reclaim.Compactions,
+			CoveredIndex: s.Reclaim.CoveredIndex, BytesReclaimedTotal: s.Reclaim.Total.BytesReclaimed,
+			SegmentsRewritten: s.Reclaim.Total.SegmentsRewritten, LastError: s.Reclaim.LastError},
 	}
 	if s.HasContact {
 		out.LastContact = s.LastContact.String()
@@ -129,6 +143,7 @@ plaintext call (only a node started with --dev-insecure does).`,
 				{"MEMBERS", strconv.Itoa(len(s.Members))},
 				{"VERSION", s.Version},
 				{"SECURITY", a.security()},
+				{"RECLAIM", reclaimSummary(s.Reclaim)},
 			} {
 				fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
 			}
@@ -230,4 +245,18 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// reclaimSummary is the status line of a node's space reclaim.
+func reclaimSummary(r client.ReclaimStatus) string {
+	state := "idle"
+	if r.Running {
+		state = "running"
+	}
+	out := fmt.Sprintf("%s; %d compaction(s), covered to index %d; %d bytes reclaimed in %d segment rewrite(s) since start",
+		state, r.Compactions, r.CoveredIndex, r.Total.BytesReclaimed, r.Total.SegmentsRewritten)
+	if r.LastError != "" {
+		out += "; last pass ended early: " + r.LastError
+	}
+	return out
 }

@@ -106,8 +106,10 @@ func decodeForwardedIdentity(v string) (Identity, error) {
 // `authorization` value, and by the peer's certificate otherwise. It is the default
 // Authenticator when authentication is enabled.
 type TokenOrCertAuthenticator struct {
+	// Token authenticates calls that carry `authorization` metadata.
 	Token TokenAuthenticator
-	Cert  CertAuthenticator
+	// Cert authenticates every other call by its peer certificate.
+	Cert CertAuthenticator
 }
 
 // Authenticate implements Authenticator.

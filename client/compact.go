@@ -9,13 +9,19 @@ import (
 
 // ReclaimStats describes one space-reclaim pass of a node over its sealed segments.
 type ReclaimStats struct {
+	// SegmentsScanned is how many sealed segments the pass read; SegmentsRewritten how many of
+	// them it replaced (a segment with nothing to drop is left as it is).
 	SegmentsScanned   int
 	SegmentsRewritten int
-	RecordsRedacted   uint64
-	BytesBefore       int64
-	BytesAfter        int64
-	BytesReclaimed    int64
-	Duration          time.Duration
+	// RecordsRedacted is how many events lost their content (they keep position and revision).
+	RecordsRedacted uint64
+	// BytesBefore and BytesAfter are the rewritten segments' total size before and after;
+	// BytesReclaimed is the difference.
+	BytesBefore    int64
+	BytesAfter     int64
+	BytesReclaimed int64
+	// Duration is how long the pass took.
+	Duration time.Duration
 }
 
 // CompactInfo reports a compaction and the space reclaim of the node that ran it (the leader).

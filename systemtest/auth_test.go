@@ -15,22 +15,10 @@ import (
 // limited to "orders-" cannot append to users-1 and sees only orders-* in $all, through any node.
 func TestAuthEndToEnd(t *testing.T) {
 	const bootstrap = "systemtest-bootstrap-token"
-	c, err := localcluster.Start(localcluster.Options{Binary: binary, Dir: t.TempDir(), Nodes: 3, Token: bootstrap,
-		ExtraArgs: append(fastRaft, "--auth", "--bootstrap-token", bootstrap)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			dumpLogs(t, c)
-		}
-	})
+	c := mustStartClusterWith(t, localcluster.Options{Nodes: 3, Token: bootstrap,
+		ExtraArgs: []string{"--auth", "--bootstrap-token", bootstrap}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := c.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
 	var addrs []string
 	for _, n := range c.Nodes {
 		addrs = append(addrs, n.GRPCAddr)

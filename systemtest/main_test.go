@@ -46,8 +46,16 @@ var fastRaft = []string{"--heartbeat-timeout", "500ms", "--election-timeout", "5
 // logs are printed, so a red CI run says why.
 func mustStartCluster(t testing.TB, n int, extra ...string) *localcluster.Cluster {
 	t.Helper()
-	dir := t.TempDir()
-	c, err := localcluster.Start(localcluster.Options{Binary: binary, Dir: dir, Nodes: n, ExtraArgs: append(fastRaft, extra...)})
+	return mustStartClusterWith(t, localcluster.Options{Nodes: n, ExtraArgs: extra})
+}
+
+// mustStartClusterWith is mustStartCluster with more options (TLS, a token): Binary and Dir are
+// filled in and the fast raft timeouts go before opts.ExtraArgs.
+func mustStartClusterWith(t testing.TB, opts localcluster.Options) *localcluster.Cluster {
+	t.Helper()
+	opts.Binary, opts.Dir = binary, t.TempDir()
+	opts.ExtraArgs = append(append([]string{}, fastRaft...), opts.ExtraArgs...)
+	c, err := localcluster.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

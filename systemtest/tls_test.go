@@ -22,17 +22,7 @@ import (
 // is promoted (the leader's identity check passes for a real member), and a process started
 // without TLS flags or --dev-insecure refuses to start.
 func TestTLSClusterOfProcesses(t *testing.T) {
-	dir := t.TempDir()
-	c, err := localcluster.Start(localcluster.Options{Binary: binary, Dir: dir, Nodes: 3, ExtraArgs: fastRaft, TLS: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			dumpLogs(t, c)
-		}
-	})
+	c := mustStartClusterWith(t, localcluster.Options{Nodes: 3, TLS: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	leader, err := c.WaitLeader(ctx)
@@ -95,7 +85,7 @@ func TestTLSClusterOfProcesses(t *testing.T) {
 	}
 
 	// No TLS flags and no --dev-insecure: the process refuses to start, saying why.
-	solo, err := localcluster.Start(localcluster.Options{Binary: binary, Dir: filepath.Join(dir, "solo"), Nodes: 1,
+	solo, err := localcluster.Start(localcluster.Options{Binary: binary, Dir: filepath.Join(t.TempDir(), "solo"), Nodes: 1,
 		ExtraArgs: []string{"--dev-insecure=false"}})
 	if err != nil {
 		t.Fatal(err)
